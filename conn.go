@@ -1,0 +1,370 @@
+package tcpkit
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// errPeerEnded is what Write returns once the peer's FIN has ended the
+// connection: made once, so the common failure allocates nothing.
+var errPeerEnded = fmt.Errorf("%w: %w", ErrPeerEnded, syscall.EPIPE)
+
+var lastConnID atomic.Uint64
+
+// A Conn is one TCP connection, accepted by a Server or opened by a Dialer.
+// Its lifecycle is reported through Events; its methods are safe for
+// concurrent use, from callbacks and from other goroutines alike.
+//
+// Writes never block: Write hands the bytes to the kernel if it can take
+// them at once and queues the rest, to be written in order. End sends the
+// peer a FIN after everything queued (a half-close), and the connection
+// closes when the peer's FIN comes back, so both sides see a clean 4-way
+// handshake rather than a reset. Close tears the connection down at once.
+type Conn struct {
+	nc  net.Conn
+	ev  *Events
+	opt *ConnOptions
+	id  uint64
+	tw  *tryWriter // nonblocking write attempts; nil where the transport has no fd
+
+	// evMu is held while a callback runs, so the callbacks of one
+	// connection never overlap, whichever goroutine delivers them.
+	evMu sync.Mutex
+
+	bytesRead    atomic.Int64
+	bytesWritten atomic.Int64
+	paused       atomic.Bool  // mirrors pausedLocked for the reader's fast path
+	timeout      atomic.Int64 // idle timeout in ns; 0 means none
+	lastActive   atomic.Int64 // monotonic ns of the last read or write, kept while timeout > 0
+	timerArmed   atomic.Bool  // a read deadline is set for the idle timeout
+
+	mu          sync.Mutex
+	cond        *sync.Cond // on mu: reading may resume, or the conn closed
+	out         []byte     // queued output not yet handed to the kernel
+	spare       []byte     // the other half of the output double buffer
+	flushing    bool       // a flush goroutine owns the write side until out is empty
+	needDrain   bool       // out went over the high-water mark; OnDrain is due
+	ending      bool       // End was called, or implied by the peer's FIN
+	endedByPeer bool       // ending because the peer's FIN arrived
+	finSent     bool       // our FIN is out
+	peerEnded   bool       // the peer's FIN was read
+	pausedLock  bool       // Pause was called
+	closed      bool
+	err         error // the first error; reported to OnError
+	linger      *time.Timer
+	value       any
+
+	closing chan struct{} // closed when closed becomes true
+	done    chan struct{} // closed after OnClose returned
+	flushWG sync.WaitGroup
+	onDone  func(*Conn) // the Server's bookkeeping; nil for dialed conns
+}
+
+func newConn(nc net.Conn, ev *Events, opt *ConnOptions) *Conn {
+	c := &Conn{
+		nc:      nc,
+		ev:      ev,
+		opt:     opt,
+		id:      lastConnID.Add(1),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	c.cond = sync.NewCond(&c.mu)
+	c.tw = newTryWriter(nc)
+	if opt.IdleTimeout > 0 {
+		c.SetTimeout(opt.IdleTimeout)
+	}
+	return c
+}
+
+// ID returns a number that identifies the connection within this process,
+// for logs. IDs start at 1 and are never reused.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr returns the peer's address: for a Server, the client's.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// LocalAddr returns this side's address.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// BytesRead returns how many bytes have been read from the peer.
+func (c *Conn) BytesRead() int64 { return c.bytesRead.Load() }
+
+// BytesWritten returns how many bytes have been handed to the kernel for
+// the peer. Bytes still queued (see Buffered) are not counted.
+func (c *Conn) BytesWritten() int64 { return c.bytesWritten.Load() }
+
+// Value returns what SetValue stored: per-connection state for callbacks.
+func (c *Conn) Value() any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.value
+}
+
+// SetValue stores v with the connection, for callbacks to find with Value.
+func (c *Conn) SetValue(v any) {
+	c.mu.Lock()
+	c.value = v
+	c.mu.Unlock()
+}
+
+// Done returns a channel that is closed once the connection is closed and
+// OnClose has returned.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns the error that tore the connection down, or nil if it closed
+// cleanly or is still open.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Write queues p for the peer and returns len(p), or an error if the
+// connection can no longer be written to: ErrWriteAfterEnd after End,
+// ErrPeerEnded (wrapping syscall.EPIPE) after the peer's FIN ended the
+// connection, ErrConnClosed after Close or a failure, or the system's
+// error (a reset, say) if the kernel refused the bytes. Write does not
+// block and does not keep p. Check NeedDrain to learn whether the peer is
+// keeping up.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.ending || c.closed {
+		err := c.writeErrLocked()
+		c.mu.Unlock()
+		return 0, err
+	}
+	if len(p) == 0 {
+		c.mu.Unlock()
+		return 0, nil
+	}
+	rest := p
+	if !c.flushing && c.tw != nil {
+		n, err := c.tw.write(rest)
+		if n > 0 {
+			c.bytesWritten.Add(int64(n))
+			c.touch()
+		}
+		if err != nil {
+			c.mu.Unlock()
+			err = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: err}
+			c.closeWith(err)
+			return n, err
+		}
+		rest = rest[n:]
+		if len(rest) == 0 {
+			c.mu.Unlock()
+			return len(p), nil
+		}
+	}
+	c.out = append(c.out, rest...)
+	if len(c.out) >= c.opt.highWaterMark() {
+		c.needDrain = true
+	}
+	if !c.flushing {
+		c.flushing = true
+		c.flushWG.Add(1)
+		go c.flush()
+	}
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+// writeErrLocked says why the connection cannot be written to.
+func (c *Conn) writeErrLocked() error {
+	switch {
+	case c.err != nil:
+		return fmt.Errorf("%w: %w", ErrConnClosed, c.err)
+	case c.endedByPeer:
+		return errPeerEnded
+	case c.ending:
+		return ErrWriteAfterEnd
+	default:
+		return ErrConnClosed
+	}
+}
+
+// Buffered returns how many bytes Write has queued that the kernel has not
+// taken yet (Node's writableLength).
+func (c *Conn) Buffered() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out)
+}
+
+// NeedDrain reports whether the queued output went over the high-water
+// mark and has not emptied since (Node's write() returning false). OnDrain
+// fires when it empties.
+func (c *Conn) NeedDrain() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.needDrain
+}
+
+// End half-closes the connection: once everything queued has been written
+// it sends a FIN, and the connection closes when the peer's FIN arrives or
+// after ConnOptions.LingerTimeout. Reading goes on meanwhile: OnData still
+// sees what the peer sends. End is idempotent.
+func (c *Conn) End() error {
+	c.mu.Lock()
+	if c.closed || c.ending {
+		c.mu.Unlock()
+		return nil
+	}
+	c.ending = true
+	if c.flushing { // the flush goroutine sends the FIN when it is done
+		c.mu.Unlock()
+		return nil
+	}
+	c.finSent = true
+	peerEnded := c.peerEnded
+	c.mu.Unlock()
+	c.sendFIN(peerEnded)
+	return nil
+}
+
+// Close tears the connection down at once, dropping queued output (Node's
+// destroy). OnClose follows from the connection's own goroutine. Close is
+// idempotent.
+func (c *Conn) Close() error {
+	c.closeWith(nil)
+	return nil
+}
+
+// Pause stops reading from the peer until Resume: the kernel's buffers fill
+// and TCP flow control slows the peer down.
+func (c *Conn) Pause() {
+	c.mu.Lock()
+	c.pausedLock = true
+	c.paused.Store(true)
+	c.mu.Unlock()
+}
+
+// Resume undoes Pause.
+func (c *Conn) Resume() {
+	c.mu.Lock()
+	c.pausedLock = false
+	c.paused.Store(false)
+	c.cond.Broadcast()
+	c.mu.Unlock()
+}
+
+// SetTimeout sets the idle timeout of this connection, overriding
+// ConnOptions.IdleTimeout; zero turns it off. The idle period restarts now.
+func (c *Conn) SetTimeout(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.timeout.Store(int64(d))
+	if d <= 0 {
+		c.timerArmed.Store(false)
+		c.nc.SetReadDeadline(time.Time{})
+		return
+	}
+	now := time.Now()
+	c.lastActive.Store(monoNow())
+	c.timerArmed.Store(true)
+	c.nc.SetReadDeadline(now.Add(d))
+}
+
+// touch records activity for the idle timeout, and re-arms it if it fired.
+func (c *Conn) touch() {
+	d := c.timeout.Load()
+	if d == 0 {
+		return
+	}
+	c.lastActive.Store(monoNow())
+	if c.timerArmed.CompareAndSwap(false, true) {
+		// Only after a timeout fired: re-arm so the next idle period
+		// counts. Asynchronously, since touch may run under c.mu.
+		go c.rearm()
+	}
+}
+
+func (c *Conn) rearm() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := time.Duration(c.timeout.Load()); d > 0 && !c.closed {
+		c.nc.SetReadDeadline(time.Now().Add(d))
+	}
+}
+
+// flush writes the queued output, blocking, until none is left; then it
+// sends a pending FIN and fires OnDrain if it is due.
+func (c *Conn) flush() {
+	defer c.flushWG.Done()
+	c.mu.Lock()
+	for len(c.out) > 0 && !c.closed {
+		buf := c.out
+		c.out, c.spare = c.spare[:0], nil
+		c.mu.Unlock()
+		n, err := c.nc.Write(buf)
+		if n > 0 {
+			c.bytesWritten.Add(int64(n))
+			c.touch()
+		}
+		if err != nil {
+			c.closeWith(err)
+		}
+		c.mu.Lock()
+		if cap(buf) <= MaxReadBufferSize { // keep a modest buffer for next time
+			c.spare = buf[:0]
+		}
+	}
+	c.flushing = false
+	drain := c.needDrain && !c.closed
+	c.needDrain = false
+	fin := c.ending && !c.finSent && !c.closed
+	if fin {
+		c.finSent = true
+	}
+	peerEnded := c.peerEnded
+	c.mu.Unlock()
+	if fin {
+		c.sendFIN(peerEnded)
+	}
+	if drain {
+		c.call(c.ev.OnDrain)
+	}
+}
+
+// sendFIN shuts down the write side. If the peer's FIN is already in, the
+// 4-way handshake is complete and the connection closes; otherwise it waits
+// for that FIN, at most the linger timeout.
+func (c *Conn) sendFIN(peerEnded bool) {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil || peerEnded {
+		c.closeWith(nil)
+		return
+	}
+	t := time.AfterFunc(c.opt.lingerTimeout(), func() { c.closeWith(nil) })
+	c.mu.Lock()
+	c.linger = t
+	c.mu.Unlock()
+}
+
+// closeWith closes the connection, keeping err as its error unless an
+// earlier one is already kept. Only the first call does anything.
+func (c *Conn) closeWith(err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	c.nc.Close()
+	close(c.closing)
+}
+
+// monoNow returns a monotonic clock reading in nanoseconds.
+func monoNow() int64 { return int64(time.Since(epoch)) }
+
+var epoch = time.Now()

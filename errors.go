@@ -1,0 +1,24 @@
+package tcpkit
+
+import "errors"
+
+// Errors returned by Conn and Server. Match them with errors.Is: the errors a
+// Conn hands out wrap both one of these and, where there is one, the system
+// error behind it (syscall.EPIPE, syscall.ECONNRESET, ...).
+var (
+	// ErrPeerEnded is returned by Conn.Write once the peer has sent its FIN
+	// and this side has ended too (the default, as Node's allowHalfOpen:
+	// false). It wraps syscall.EPIPE, the error Node reports in that case.
+	ErrPeerEnded = errors.New("tcpkit: the peer ended the connection")
+
+	// ErrWriteAfterEnd is returned by Conn.Write after this side called End.
+	ErrWriteAfterEnd = errors.New("tcpkit: write after end")
+
+	// ErrConnClosed is returned by Conn.Write after Close, or after the
+	// connection was torn down by an error.
+	ErrConnClosed = errors.New("tcpkit: use of closed connection")
+
+	// ErrServerClosed is returned by Server.Serve and ListenAndServe after
+	// Shutdown or Close. It marks a normal stop, not a failure.
+	ErrServerClosed = errors.New("tcpkit: server closed")
+)

@@ -1,0 +1,3 @@
+module tcpkit
+
+go 1.26

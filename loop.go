@@ -1,0 +1,182 @@
+package tcpkit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"time"
+)
+
+// A PanicError is the error of a connection whose callback panicked. The
+// panic is contained to that connection: it is closed, OnError and OnClose
+// report it, and the server goes on.
+type PanicError struct {
+	Value any    // what the callback panicked with
+	Stack []byte // the goroutine's stack at the panic
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("tcpkit: panic in callback: %v", e.Value) }
+
+// run is the connection's goroutine: it delivers OnConnect, reads and
+// delivers OnData, OnEnd and OnTimeout, and after the connection closed
+// delivers OnError and OnClose. This goroutine-per-connection loop is the
+// standard-library engine; the Conn API does not depend on it.
+func (c *Conn) run() {
+	c.call(c.ev.OnConnect)
+	c.readLoop()
+	<-c.closing // a half-open connection may stay up long after reading ended
+	c.flushWG.Wait()
+	c.mu.Lock()
+	if c.linger != nil {
+		c.linger.Stop()
+	}
+	err := c.err
+	c.mu.Unlock()
+	if err != nil && c.ev.OnError != nil {
+		c.evMu.Lock()
+		c.guard(func() { c.ev.OnError(c, err) })
+		c.evMu.Unlock()
+	}
+	if c.ev.OnClose != nil {
+		c.evMu.Lock()
+		c.guard(func() { c.ev.OnClose(c, err != nil) })
+		c.evMu.Unlock()
+	}
+	close(c.done)
+	if c.onDone != nil {
+		c.onDone(c)
+	}
+}
+
+func (c *Conn) readLoop() {
+	buf := make([]byte, DefaultReadBufferSize)
+	for {
+		if c.paused.Load() && !c.waitResumed() {
+			return
+		}
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			c.bytesRead.Add(int64(n))
+			c.touch()
+			c.deliver(buf[:n])
+			if n == len(buf) && len(buf) < MaxReadBufferSize {
+				buf = make([]byte, 2*len(buf))
+			}
+		}
+		if err != nil && !c.readFailed(err) {
+			return
+		}
+	}
+}
+
+// readFailed handles a read error and reports whether to read on.
+func (c *Conn) readFailed(err error) bool {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.idle()
+		return true
+	case err == io.EOF:
+		c.peerFIN()
+		return false
+	default:
+		c.closeWith(err)
+		return false
+	}
+}
+
+// idle runs when the idle-timeout read deadline passes: it fires OnTimeout
+// if nothing was written meanwhile either, or moves the deadline on.
+func (c *Conn) idle() {
+	c.mu.Lock()
+	d := time.Duration(c.timeout.Load())
+	if d <= 0 {
+		c.mu.Unlock()
+		return
+	}
+	if left := d - time.Duration(monoNow()-c.lastActive.Load()); left > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(left)) // written to meanwhile
+		c.mu.Unlock()
+		return
+	}
+	c.timerArmed.Store(false) // touch re-arms on the next activity
+	c.nc.SetReadDeadline(time.Time{})
+	c.mu.Unlock()
+	if c.ev.OnTimeout == nil {
+		c.End()
+		return
+	}
+	c.call(c.ev.OnTimeout)
+}
+
+// peerFIN handles the peer's FIN: OnEnd, then End unless half-open
+// connections are allowed, and close if our FIN is already out.
+func (c *Conn) peerFIN() {
+	c.mu.Lock()
+	c.peerEnded = true
+	c.mu.Unlock()
+	c.call(c.ev.OnEnd)
+	c.mu.Lock()
+	if !c.opt.AllowHalfOpen && !c.ending {
+		c.endedByPeer = true
+	}
+	finSent, ending := c.finSent, c.ending
+	c.mu.Unlock()
+	switch {
+	case finSent:
+		c.closeWith(nil) // 4-way handshake complete
+	case !c.opt.AllowHalfOpen && !ending:
+		c.End()
+	}
+}
+
+// waitResumed blocks while the connection is paused; false means it closed.
+func (c *Conn) waitResumed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.pausedLock && !c.closed {
+		c.cond.Wait()
+	}
+	return !c.closed
+}
+
+func (c *Conn) deliver(p []byte) {
+	if c.ev.OnData == nil {
+		return
+	}
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	defer c.recoverPanic()
+	c.ev.OnData(c, p)
+}
+
+// call runs a callback of the form func(*Conn), if set, as the only
+// callback of the connection running.
+func (c *Conn) call(f func(*Conn)) {
+	if f == nil {
+		return
+	}
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	defer c.recoverPanic()
+	f(c)
+}
+
+// guard runs OnError or OnClose, dropping a panic: no later event is left
+// to report it in, and the connection is already closed.
+func (c *Conn) guard(f func()) {
+	defer func() { recover() }()
+	f()
+}
+
+func (c *Conn) recoverPanic() {
+	if r := recover(); r != nil {
+		c.closeWith(&PanicError{Value: r, Stack: debug.Stack()})
+	}
+}

@@ -1,0 +1,67 @@
+package tcpkit
+
+import "time"
+
+// Defaults used where a ConnOptions field is zero.
+const (
+	// DefaultLingerTimeout bounds how long End waits for the peer's FIN
+	// before closing anyway. Linux itself gives an orphaned FIN_WAIT2 socket
+	// 60 s (net.ipv4.tcp_fin_timeout); a live process has less patience.
+	DefaultLingerTimeout = 30 * time.Second
+
+	// DefaultHighWaterMark is the buffered-output size above which
+	// Conn.NeedDrain reports true and reading pauses. It is Node's
+	// writableHighWaterMark for sockets (16 KiB).
+	DefaultHighWaterMark = 16 << 10
+
+	// DefaultReadBufferSize is the read buffer a connection starts with. It
+	// doubles, up to MaxReadBufferSize, each time a read fills it, so idle
+	// connections stay small and busy ones read in large chunks.
+	DefaultReadBufferSize = 4 << 10
+
+	// MaxReadBufferSize caps the read buffer, and so the largest chunk one
+	// OnData call receives. Node reads in chunks of up to 64 KiB as well.
+	MaxReadBufferSize = 64 << 10
+)
+
+// ConnOptions configure each connection of a Server or a Dialer. The zero
+// value is ready to use and behaves like a Node.js socket with default
+// options.
+type ConnOptions struct {
+	// IdleTimeout fires OnTimeout after the connection has neither read
+	// nor written anything for this long, like Node's socket.setTimeout.
+	// It fires once per idle period. When Events.OnTimeout is nil the
+	// connection is ended instead. Zero means no idle timeout;
+	// Conn.SetTimeout changes it per connection.
+	IdleTimeout time.Duration
+
+	// LingerTimeout bounds how long a connection waits, after its FIN went
+	// out, for the peer's FIN before it closes anyway. Zero means
+	// DefaultLingerTimeout.
+	LingerTimeout time.Duration
+
+	// AllowHalfOpen keeps this side writable after the peer's FIN, like
+	// Node's allowHalfOpen option. When false (the default), the peer's
+	// FIN makes the connection End too once pending writes are out.
+	AllowHalfOpen bool
+
+	// HighWaterMark is the buffered-output size, in bytes, above which
+	// Conn.NeedDrain reports true, OnDrain fires once the buffer empties,
+	// and the connection stops reading until then. Zero means
+	// DefaultHighWaterMark.
+	HighWaterMark int
+}
+
+func (o *ConnOptions) lingerTimeout() time.Duration {
+	if o.LingerTimeout > 0 {
+		return o.LingerTimeout
+	}
+	return DefaultLingerTimeout
+}
+
+func (o *ConnOptions) highWaterMark() int {
+	if o.HighWaterMark > 0 {
+		return o.HighWaterMark
+	}
+	return DefaultHighWaterMark
+}

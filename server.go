@@ -1,0 +1,222 @@
+package tcpkit
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// DefaultAddr is where ListenAndServe listens when Server.Addr is empty:
+// port 5000 on every interface, IPv4 and IPv6, as the seed's Node.js
+// server does.
+const DefaultAddr = ":5000"
+
+// A Server accepts TCP connections and reports each one's lifecycle
+// through Events. Set its fields before Serve; it must not be copied after
+// first use. Its methods are safe for concurrent use.
+type Server struct {
+	// Addr is the address ListenAndServe listens on, "host:port". An empty
+	// host listens on every interface; empty Addr means DefaultAddr.
+	Addr string
+
+	// Events are the callbacks every accepted connection reports to.
+	Events Events
+
+	// ConnOptions configure every accepted connection.
+	ConnOptions
+
+	inShutdown atomic.Bool
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*Conn]struct{}
+	drained   chan struct{} // closed when conns empties during Shutdown
+}
+
+// ListenAndServe listens on s.Addr and serves connections until Shutdown
+// or Close, then returns ErrServerClosed.
+func (s *Server) ListenAndServe() error {
+	addr := s.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+// Serve accepts connections on ln and serves each on its own goroutine,
+// until Shutdown or Close (then it returns ErrServerClosed) or until ln
+// fails for good. Serve closes ln when it returns. Temporary accept errors,
+// such as running out of file descriptors, are retried with a backoff.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.trackListener(ln) {
+		ln.Close()
+		return ErrServerClosed
+	}
+	defer s.untrackListener(ln)
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			if !retryAccept(err) {
+				return err
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		c := newConn(nc, &s.Events, &s.ConnOptions)
+		if !s.trackConn(c) {
+			nc.Close()
+			continue
+		}
+		go c.run()
+	}
+}
+
+// retryAccept reports whether an Accept error passes with time: the
+// process or system is out of descriptors or memory, or a client gave up
+// while queued.
+func retryAccept(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Conns returns the number of open connections.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Close stops accepting and closes every connection at once, as
+// net/http's Server.Close does; use Shutdown to end them gracefully.
+// It returns the error of closing the listeners, if any.
+func (s *Server) Close() error {
+	s.inShutdown.Store(true)
+	err := s.closeListeners()
+	for _, c := range s.connList() {
+		c.Close()
+	}
+	return err
+}
+
+// Shutdown stops accepting, then ends every connection gracefully: once a
+// callback running on it returns, its queued output is written, a FIN is
+// sent and the peer's FIN awaited (see Conn.End). It returns when all
+// connections have closed, or with ctx's error when ctx is done first;
+// call Close then to cut the rest. Do not call it from a callback: it
+// waits for callbacks to return.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.inShutdown.Store(true)
+	lnErr := s.closeListeners()
+	for _, c := range s.connList() {
+		go func() {
+			c.evMu.Lock() // between callbacks, so a reply in progress goes out first
+			c.End()
+			c.evMu.Unlock()
+		}()
+	}
+	s.mu.Lock()
+	if len(s.conns) == 0 {
+		s.mu.Unlock()
+		return lnErr
+	}
+	if s.drained == nil {
+		s.drained = make(chan struct{})
+	}
+	drained := s.drained
+	s.mu.Unlock()
+	select {
+	case <-drained:
+		return lnErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) trackListener(ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inShutdown.Load() {
+		return false
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[ln] = struct{}{}
+	return true
+}
+
+func (s *Server) untrackListener(ln net.Listener) {
+	s.mu.Lock()
+	_, ok := s.listeners[ln]
+	delete(s.listeners, ln)
+	s.mu.Unlock()
+	if ok {
+		ln.Close()
+	}
+}
+
+func (s *Server) closeListeners() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for ln := range s.listeners {
+		if err := ln.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		delete(s.listeners, ln)
+	}
+	return errors.Join(errs...)
+}
+
+// trackConn registers c, or reports false if the server is shutting down.
+func (s *Server) trackConn(c *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inShutdown.Load() {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[*Conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	c.onDone = s.untrackConn
+	return true
+}
+
+func (s *Server) untrackConn(c *Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if len(s.conns) == 0 && s.drained != nil {
+		close(s.drained)
+		s.drained = nil
+	}
+}
+
+func (s *Server) connList() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		list = append(list, c)
+	}
+	return list
+}
