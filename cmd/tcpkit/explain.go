@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+
+	"tcpkit"
+)
+
+// errnoNames maps the system errors users meet most to their C names, so
+// that messages name the cause the way man pages and Node do.
+var errnoNames = map[syscall.Errno]string{
+	syscall.EPIPE:         "EPIPE",
+	syscall.ECONNRESET:    "ECONNRESET",
+	syscall.ECONNREFUSED:  "ECONNREFUSED",
+	syscall.ETIMEDOUT:     "ETIMEDOUT",
+	syscall.EADDRINUSE:    "EADDRINUSE",
+	syscall.EADDRNOTAVAIL: "EADDRNOTAVAIL",
+	syscall.EACCES:        "EACCES",
+	syscall.ENETUNREACH:   "ENETUNREACH",
+	syscall.EHOSTUNREACH:  "EHOSTUNREACH",
+	syscall.ECONNABORTED:  "ECONNABORTED",
+}
+
+// errnoOf returns the system error inside err and its C name.
+func errnoOf(err error) (syscall.Errno, string) {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		if name, ok := errnoNames[errno]; ok {
+			return errno, name
+		}
+		return errno, fmt.Sprintf("errno %d", int(errno))
+	}
+	return 0, ""
+}
+
+// explainBroken says in plain words why a send failed or an open
+// connection broke; peer names the other side ("server", "client").
+func explainBroken(err error, peer string) string {
+	errno, name := errnoOf(err)
+	switch {
+	case errors.Is(err, tcpkit.ErrPeerEnded), errno == syscall.EPIPE:
+		return "the " + peer + " ended the connection, so nothing more can be sent (EPIPE: broken pipe)"
+	case errno == syscall.ECONNRESET:
+		return "the " + peer + " reset the connection (ECONNRESET: connection reset by peer)"
+	case errno == syscall.ETIMEDOUT:
+		return "the connection timed out: the " + peer + " stopped acknowledging data (ETIMEDOUT)"
+	case name != "":
+		return fmt.Sprintf("%v (%s)", errno, name)
+	}
+	return err.Error()
+}
+
+// explainDial says in plain words why connecting to addr failed.
+func explainDial(addr string, err error) string {
+	var dnsErr *net.DNSError
+	errno, name := errnoOf(err)
+	switch {
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return fmt.Sprintf("cannot connect to %s: unknown host %q", addr, dnsErr.Name)
+	case errors.As(err, &dnsErr):
+		return fmt.Sprintf("cannot connect to %s: cannot look up %q: %v", addr, dnsErr.Name, dnsErr.Err)
+	case errno == syscall.ECONNREFUSED:
+		return fmt.Sprintf("cannot connect to %s: connection refused, nothing is listening there (ECONNREFUSED)", addr)
+	case errors.Is(err, os.ErrDeadlineExceeded), errno == syscall.ETIMEDOUT:
+		return fmt.Sprintf("cannot connect to %s: no answer in time (ETIMEDOUT)", addr)
+	case name != "":
+		return fmt.Sprintf("cannot connect to %s: %v (%s)", addr, errno, name)
+	}
+	return fmt.Sprintf("cannot connect to %s: %v", addr, err)
+}
+
+// explainListen says in plain words why listening on addr failed.
+func explainListen(addr string, port int, err error) string {
+	var dnsErr *net.DNSError
+	errno, name := errnoOf(err)
+	switch {
+	case errors.As(err, &dnsErr):
+		return fmt.Sprintf("cannot listen on %s: unknown host %q", addr, dnsErr.Name)
+	case errno == syscall.EADDRINUSE:
+		return fmt.Sprintf("cannot listen on %s: port %d is already in use by another process (EADDRINUSE); pick another with --port", addr, port)
+	case errno == syscall.EACCES:
+		return fmt.Sprintf("cannot listen on %s: permission denied, ports below 1024 need root (EACCES)", addr)
+	case errno == syscall.EADDRNOTAVAIL:
+		return fmt.Sprintf("cannot listen on %s: that address is not one of this machine's (EADDRNOTAVAIL)", addr)
+	case name != "":
+		return fmt.Sprintf("cannot listen on %s: %v (%s)", addr, errno, name)
+	}
+	return fmt.Sprintf("cannot listen on %s: %v", addr, err)
+}

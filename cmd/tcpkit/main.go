@@ -1,0 +1,74 @@
+// Command tcpkit stands up a TCP server, pokes at one, and shows what the
+// connection does. Run "tcpkit help" for the commands.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// Exit codes, the same for every command. README.md lists them too.
+const (
+	exitOK      = 0 // done: served until a signal, or the exchange went as asked
+	exitFail    = 1 // could not start: cannot listen, cannot connect
+	exitUsage   = 2 // a wrong flag or argument
+	exitBroken  = 3 // the connection broke: a send failed (EPIPE, reset)
+	exitTimeout = 4 // connect: the server was silent for --timeout
+)
+
+// A command runs one verb with its arguments and returns the exit code.
+type command struct {
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+	summary string
+}
+
+var commands = map[string]command{
+	"serve":   {serveCmd, "listen for connections, print what arrives, reply (the seed's server)"},
+	"connect": {connectCmd, "connect and send a message every second (the seed's client)"},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal gets the default action: exit at once
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches args[0] to its command and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return exitOK
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "tcpkit: unknown command %q (run 'tcpkit help' for the list)\n", args[0])
+		return exitUsage
+	}
+	return cmd.run(ctx, args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, "Usage: tcpkit <command> [flags] [args]\n\nCommands:\n")
+	names := make([]string, 0, len(commands))
+	for name := range commands {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", name, commands[name].summary)
+	}
+	fmt.Fprint(w, "\nRun 'tcpkit <command> -h' for a command's flags.\n")
+}

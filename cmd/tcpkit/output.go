@@ -1,0 +1,109 @@
+package main
+
+import (
+	"io"
+	"sync"
+	"unicode/utf8"
+)
+
+// maxPending bounds the output a lineWriter holds: past it, writers wait
+// for the terminal or pipe to catch up rather than losing lines.
+const maxPending = 1 << 20
+
+// A lineWriter collects output lines in memory and writes them from its
+// own goroutine, so that a connection's callback appends a line and moves
+// on instead of making a write system call per message. Lines keep their
+// order. Close writes what is left.
+type lineWriter struct {
+	w io.Writer
+
+	mu      sync.Mutex
+	cond    *sync.Cond // on mu: pending was written, or a writer waits
+	pending []byte
+	closed  bool
+	done    chan struct{}
+}
+
+func newLineWriter(w io.Writer) *lineWriter {
+	l := &lineWriter{w: w, done: make(chan struct{})}
+	l.cond = sync.NewCond(&l.mu)
+	go l.loop()
+	return l
+}
+
+// line appends the concatenation of parts and a newline.
+func (l *lineWriter) line(parts ...string) {
+	l.mu.Lock()
+	for len(l.pending) > maxPending && !l.closed {
+		l.cond.Wait()
+	}
+	for _, p := range parts {
+		l.pending = append(l.pending, p...)
+	}
+	l.pending = append(l.pending, '\n')
+	l.cond.Broadcast()
+	l.mu.Unlock()
+}
+
+// text appends prefix and p as a line of text: one trailing newline of p
+// is dropped (the line gets its own), and invalid UTF-8 becomes U+FFFD, as
+// Node's Buffer.toString() does.
+func (l *lineWriter) text(prefix string, p []byte) {
+	if n := len(p); n > 0 && p[n-1] == '\n' {
+		p = p[:n-1]
+		if n > 1 && p[n-2] == '\r' {
+			p = p[:n-2]
+		}
+	}
+	l.mu.Lock()
+	for len(l.pending) > maxPending && !l.closed {
+		l.cond.Wait()
+	}
+	l.pending = append(l.pending, prefix...)
+	if utf8.Valid(p) {
+		l.pending = append(l.pending, p...)
+	} else {
+		l.pending = appendValidUTF8(l.pending, p)
+	}
+	l.pending = append(l.pending, '\n')
+	l.cond.Broadcast()
+	l.mu.Unlock()
+}
+
+func appendValidUTF8(dst, p []byte) []byte {
+	for len(p) > 0 {
+		r, size := utf8.DecodeRune(p)
+		dst = utf8.AppendRune(dst, r) // RuneError for a bad byte
+		p = p[size:]
+	}
+	return dst
+}
+
+func (l *lineWriter) loop() {
+	defer close(l.done)
+	var buf []byte
+	l.mu.Lock()
+	for {
+		for len(l.pending) == 0 && !l.closed {
+			l.cond.Wait()
+		}
+		if len(l.pending) == 0 { // closed and all written
+			l.mu.Unlock()
+			return
+		}
+		buf, l.pending = l.pending, buf[:0]
+		l.cond.Broadcast() // room again for waiting writers
+		l.mu.Unlock()
+		l.w.Write(buf) // a failing terminal must not stop the server
+		l.mu.Lock()
+	}
+}
+
+// Close writes all pending lines and stops the writer goroutine.
+func (l *lineWriter) Close() {
+	l.mu.Lock()
+	l.closed = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	<-l.done
+}
