@@ -13,28 +13,30 @@ type Dialer struct {
 	Timeout time.Duration
 
 	// LocalAddr is the local address to connect from; nil picks one.
-	LocalAddr *net.TCPAddr
+	LocalAddr net.Addr
 
 	// ConnOptions configure the connections this Dialer opens.
 	ConnOptions
 }
 
-// Dial connects to addr ("host:port") with a zero Dialer.
-func Dial(ctx context.Context, addr string, ev Events) (*Conn, error) {
+// Dial connects to address on the named network with a zero Dialer.
+func Dial(ctx context.Context, network, address string, ev Events) (*Conn, error) {
 	var d Dialer
-	return d.Dial(ctx, addr, ev)
+	return d.Dial(ctx, network, address, ev)
 }
 
-// Dial connects to addr ("host:port"), IPv4 or IPv6, and returns the
-// connection, whose events go to ev: OnConnect first, from the
-// connection's own goroutine. ctx bounds only the connecting; once Dial
-// returns, the connection lives until it is ended or closed.
-func (d *Dialer) Dial(ctx context.Context, addr string, ev Events) (*Conn, error) {
+// Dial connects to address on the named network, as net.Dial does:
+// "tcp" (IPv4 or IPv6, "host:port"), "tcp4", "tcp6", or "unix" (a socket
+// path). It returns the connection, whose events go to ev: OnConnect
+// first, from the connection's own goroutine. ctx bounds only the
+// connecting; once Dial returns, the connection lives until it is ended
+// or closed.
+func (d *Dialer) Dial(ctx context.Context, network, address string, ev Events) (*Conn, error) {
 	nd := net.Dialer{Timeout: d.Timeout}
 	if d.LocalAddr != nil {
 		nd.LocalAddr = d.LocalAddr
 	}
-	nc, err := nd.DialContext(ctx, "tcp", addr)
+	nc, err := nd.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}

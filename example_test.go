@@ -30,7 +30,7 @@ func Example_server() {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	c, err := tcpkit.Dial(context.Background(), ln.Addr().String(), tcpkit.Events{
+	c, err := tcpkit.Dial(context.Background(), "tcp", ln.Addr().String(), tcpkit.Events{
 		OnData: func(c *tcpkit.Conn, p []byte) { fmt.Printf("receive: %s\n", p) },
 		OnEnd:  func(c *tcpkit.Conn) { fmt.Println("disconnected.") },
 	})
@@ -63,7 +63,7 @@ func Example_client() {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	c, err := tcpkit.Dial(context.Background(), ln.Addr().String(), tcpkit.Events{
+	c, err := tcpkit.Dial(context.Background(), "tcp", ln.Addr().String(), tcpkit.Events{
 		OnConnect: func(c *tcpkit.Conn) {
 			fmt.Println("connect to server!")
 			c.Write([]byte("testing~"))

@@ -52,7 +52,7 @@ func dialT(t testing.TB, addr string, ev Events) *Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTime)
 	defer cancel()
-	c, err := Dial(ctx, addr, ev)
+	c, err := Dial(ctx, "tcp", addr, ev)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}

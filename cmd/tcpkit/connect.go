@@ -64,7 +64,7 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	defer out.Close()
 	cl := &client{out: out, hex: *hexOut, data: make(chan struct{}, 1)}
 	d := tcpkit.Dialer{Timeout: *connectTimeout}
-	c, err := d.Dial(ctx, addr, cl.events())
+	c, err := d.Dial(ctx, "tcp", addr, cl.events())
 	if err != nil {
 		if ctx.Err() != nil {
 			return exitOK // interrupted while connecting
