@@ -1,6 +1,7 @@
 package tcpkit
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync"
@@ -56,7 +57,11 @@ type Conn struct {
 	closed      bool
 	err         error // the first error; reported to OnError
 	linger      *time.Timer
+	drained     chan struct{} // closed when needDrain clears or the conn closes; for WaitDrain
 	value       any
+
+	msgMu  sync.Mutex // serializes WriteMessage, which frames into msgBuf
+	msgBuf []byte
 
 	closing chan struct{} // closed when closed becomes true
 	done    chan struct{} // closed after OnClose returned
@@ -172,6 +177,60 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	c.mu.Unlock()
 	return len(p), nil
+}
+
+// WriteMessage writes p as one message of the connection's Framing: as it
+// is for Raw, with a '\n' for Lines, after its length for Len32. It is
+// Write otherwise, and safe for concurrent use: messages never interleave.
+func (c *Conn) WriteMessage(p []byte) error {
+	if c.opt.Framing == Raw {
+		_, err := c.Write(p)
+		return err
+	}
+	c.msgMu.Lock()
+	defer c.msgMu.Unlock()
+	msg, err := c.opt.Framing.appendMessage(c.msgBuf[:0], p)
+	if err != nil {
+		return err
+	}
+	_, err = c.Write(msg)
+	if cap(msg) <= MaxReadBufferSize {
+		c.msgBuf = msg[:0]
+	}
+	return err
+}
+
+// WaitDrain blocks until the queued output is written, if NeedDrain
+// reports true, and returns at once otherwise: a producer outside the
+// callbacks calls it to write no faster than the peer reads. It returns
+// an error if the connection closes first or ctx is done.
+func (c *Conn) WaitDrain(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		err := c.writeErrLocked()
+		c.mu.Unlock()
+		return err
+	}
+	if !c.needDrain {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.drained == nil {
+		c.drained = make(chan struct{})
+	}
+	drained := c.drained
+	c.mu.Unlock()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.writeErrLocked()
+	}
+	return nil
 }
 
 // writeErrLocked says why the connection cannot be written to.
@@ -317,6 +376,7 @@ func (c *Conn) flush() {
 	c.flushing = false
 	drain := c.needDrain && !c.closed
 	c.needDrain = false
+	c.wakeDrainWaitersLocked()
 	fin := c.ending && !c.finSent && !c.closed
 	if fin {
 		c.finSent = true
@@ -359,9 +419,17 @@ func (c *Conn) closeWith(err error) {
 		c.err = err
 	}
 	c.cond.Broadcast()
+	c.wakeDrainWaitersLocked()
 	c.mu.Unlock()
 	c.nc.Close()
 	close(c.closing)
+}
+
+func (c *Conn) wakeDrainWaitersLocked() {
+	if c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
 }
 
 // monoNow returns a monotonic clock reading in nanoseconds.

@@ -3,6 +3,7 @@ package tcpkit
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -339,5 +340,39 @@ func TestIPv6(t *testing.T) {
 	assertEvents(t, "client", cliRec.events(), []string{"connect", "data test", "end", "close false"})
 	if ip := c.LocalAddr().(*net.TCPAddr).IP; ip.To4() != nil {
 		t.Errorf("client local address %v, want IPv6", ip)
+	}
+}
+
+// WaitDrain lets a producer outside the callbacks write no faster than
+// the peer reads.
+func TestWaitDrain(t *testing.T) {
+	const chunk, chunks = 64 << 10, 64
+	done := make(chan error, 1)
+	addr := startServer(t, &Server{Events: Events{OnConnect: func(c *Conn) {
+		go func() {
+			maxQueued := 0
+			for range chunks {
+				c.Write(make([]byte, chunk))
+				maxQueued = max(maxQueued, c.Buffered())
+				if err := c.WaitDrain(t.Context()); err != nil {
+					done <- err
+					return
+				}
+			}
+			if maxQueued > 2*chunk {
+				done <- fmt.Errorf("queue grew to %d bytes, want at most two chunks", maxQueued)
+				return
+			}
+			c.End()
+			done <- nil
+		}()
+	}}})
+	nc := rawDial(t, addr)
+	n, err := io.Copy(io.Discard, nc)
+	if err != nil || n != chunk*chunks {
+		t.Fatalf("read %d bytes, %v; want %d", n, err, chunk*chunks)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -18,6 +18,22 @@ var (
 	// connection was torn down by an error.
 	ErrConnClosed = errors.New("tcpkit: use of closed connection")
 
+	// ErrMessageTooLarge is the error of a connection whose peer sent a
+	// message over ConnOptions.MaxMessage (Lines and Len32 framing).
+	ErrMessageTooLarge = errors.New("tcpkit: message too large")
+
+	// ErrTruncatedMessage is the error of a connection whose peer ended it
+	// in the middle of a Len32 message.
+	ErrTruncatedMessage = errors.New("tcpkit: the peer ended the connection inside a message")
+
+	// ErrTooManyConns is what Server.OnReject is told when a connection
+	// went over Server.MaxConns.
+	ErrTooManyConns = errors.New("tcpkit: too many connections")
+
+	// ErrTooManyConnsFromIP is what Server.OnReject is told when a
+	// connection went over Server.MaxConnsPerIP.
+	ErrTooManyConnsFromIP = errors.New("tcpkit: too many connections from one address")
+
 	// ErrServerClosed is returned by Server.Serve and ListenAndServe after
 	// Shutdown or Close. It marks a normal stop, not a failure.
 	ErrServerClosed = errors.New("tcpkit: server closed")

@@ -51,6 +51,10 @@ func (c *Conn) run() {
 }
 
 func (c *Conn) readLoop() {
+	if c.opt.Framing != Raw {
+		c.readMessages()
+		return
+	}
 	buf := make([]byte, DefaultReadBufferSize)
 	for {
 		if c.paused.Load() && !c.waitResumed() {
@@ -64,6 +68,59 @@ func (c *Conn) readLoop() {
 			if n == len(buf) && len(buf) < MaxReadBufferSize {
 				buf = make([]byte, 2*len(buf))
 			}
+		}
+		if err != nil && !c.readFailed(err) {
+			return
+		}
+	}
+}
+
+// readMessages is readLoop for Lines and Len32 framing: it reads into a
+// buffer that holds the unfinished message, and delivers each complete one.
+func (c *Conn) readMessages() {
+	max := c.opt.maxMessage()
+	buf := make([]byte, DefaultReadBufferSize)
+	start, end := 0, 0 // buf[start:end] is read but not delivered
+	for {
+		if c.paused.Load() && !c.waitResumed() {
+			return
+		}
+		if end == len(buf) { // make room: move the unfinished message down, or grow
+			if start > 0 {
+				end = copy(buf, buf[start:end])
+				start = 0
+			} else {
+				buf = append(buf, make([]byte, len(buf))...)
+			}
+		}
+		n, err := c.nc.Read(buf[end:])
+		if n > 0 {
+			c.bytesRead.Add(int64(n))
+			c.touch()
+			end += n
+			for start < end {
+				msg, used, serr := c.opt.Framing.split(buf[start:end], max)
+				if serr != nil {
+					c.closeWith(serr)
+					return
+				}
+				if used == 0 {
+					break
+				}
+				start += used
+				c.deliver(msg)
+			}
+			if start == end {
+				start, end = 0, 0
+			}
+		}
+		if err == io.EOF && start < end { // the peer ended inside a message
+			if c.opt.Framing != Lines {
+				c.closeWith(ErrTruncatedMessage)
+				return
+			}
+			c.deliver(buf[start:end]) // a last line without its '\n'
+			start, end = 0, 0
 		}
 		if err != nil && !c.readFailed(err) {
 			return

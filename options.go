@@ -50,6 +50,22 @@ type ConnOptions struct {
 	// and the connection stops reading until then. Zero means
 	// DefaultHighWaterMark.
 	HighWaterMark int
+
+	// Framing says what one message is, for OnData and WriteMessage. The
+	// zero value, Raw, delivers each read as it comes, as Node.js does.
+	Framing Framing
+
+	// MaxMessage is the largest message Lines or Len32 framing accepts;
+	// a larger one closes the connection with ErrMessageTooLarge. Zero
+	// means DefaultMaxMessage.
+	MaxMessage int
+}
+
+func (o *ConnOptions) maxMessage() int {
+	if o.MaxMessage > 0 {
+		return o.MaxMessage
+	}
+	return DefaultMaxMessage
 }
 
 func (o *ConnOptions) lingerTimeout() time.Duration {

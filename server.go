@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -29,11 +30,26 @@ type Server struct {
 	// ConnOptions configure every accepted connection.
 	ConnOptions
 
+	// MaxConns caps the connections open at once; one past it is closed
+	// as soon as it is accepted, and the server goes on serving the
+	// others. Zero means no cap.
+	MaxConns int
+
+	// MaxConnsPerIP caps the connections open at once from one IP
+	// address, the same way. Zero means no cap.
+	MaxConnsPerIP int
+
+	// OnReject, if set, is told of each connection closed at once for a
+	// limit: err is ErrTooManyConns or ErrTooManyConnsFromIP. It must not
+	// block.
+	OnReject func(remote net.Addr, err error)
+
 	inShutdown atomic.Bool
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*Conn]struct{}
+	perIP     map[netip.Addr]int // open connections by client address, kept when MaxConnsPerIP > 0
 	drained   chan struct{} // closed when conns empties during Shutdown
 }
 
@@ -77,8 +93,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		c := newConn(nc, &s.Events, &s.ConnOptions)
-		if !s.trackConn(c) {
+		if err := s.trackConn(c); err != nil {
 			nc.Close()
+			if s.OnReject != nil && err != ErrServerClosed {
+				s.OnReject(nc.RemoteAddr(), err)
+			}
 			continue
 		}
 		go c.run()
@@ -186,25 +205,55 @@ func (s *Server) closeListeners() error {
 	return errors.Join(errs...)
 }
 
-// trackConn registers c, or reports false if the server is shutting down.
-func (s *Server) trackConn(c *Conn) bool {
+// trackConn registers c, or says why it may not be served.
+func (s *Server) trackConn(c *Conn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inShutdown.Load() {
-		return false
+		return ErrServerClosed
+	}
+	if s.MaxConns > 0 && len(s.conns) >= s.MaxConns {
+		return ErrTooManyConns
+	}
+	if s.MaxConnsPerIP > 0 {
+		ip := remoteIP(c)
+		if s.perIP[ip] >= s.MaxConnsPerIP {
+			return ErrTooManyConnsFromIP
+		}
+		if s.perIP == nil {
+			s.perIP = make(map[netip.Addr]int)
+		}
+		s.perIP[ip]++
 	}
 	if s.conns == nil {
 		s.conns = make(map[*Conn]struct{})
 	}
 	s.conns[c] = struct{}{}
 	c.onDone = s.untrackConn
-	return true
+	return nil
+}
+
+// remoteIP returns the client's IP address, IPv4-mapped IPv6 unmapped, or
+// the zero Addr for a non-IP (Unix socket) peer, which then counts as one.
+func remoteIP(c *Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
 }
 
 func (s *Server) untrackConn(c *Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
+	if s.MaxConnsPerIP > 0 {
+		ip := remoteIP(c)
+		if s.perIP[ip]--; s.perIP[ip] <= 0 {
+			delete(s.perIP, ip)
+		}
+	}
 	if len(s.conns) == 0 && s.drained != nil {
 		close(s.drained)
 		s.drained = nil

@@ -157,3 +157,48 @@ func exchange(addr string, buf []byte) error {
 	}
 	return nil
 }
+
+// Past MaxConns and MaxConnsPerIP a new connection is closed at once and
+// reported; the others are served.
+func TestConnLimits(t *testing.T) {
+	for _, tt := range []struct {
+		name               string
+		maxConns, maxPerIP int
+		want               error
+	}{
+		{"total", 2, 0, ErrTooManyConns},
+		{"per IP", 0, 2, ErrTooManyConnsFromIP},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rejected := make(chan error, 1)
+			srv := &Server{MaxConns: tt.maxConns, MaxConnsPerIP: tt.maxPerIP}
+			srv.Events = Events{OnData: func(c *Conn, p []byte) { c.Write(p) }}
+			srv.OnReject = func(_ net.Addr, err error) { rejected <- err }
+			addr := startServer(t, srv)
+			a, b := rawDial(t, addr), rawDial(t, addr)
+			waitUntil(t, "two connections", func() bool { return srv.Conns() == 2 })
+			over := rawDial(t, addr)
+			if err := <-rejected; !errors.Is(err, tt.want) {
+				t.Errorf("OnReject got %v, want %v", err, tt.want)
+			}
+			if _, err := over.Read(make([]byte, 1)); err == nil {
+				t.Errorf("the connection over the limit was served")
+			}
+			for _, nc := range []net.Conn{a, b} {
+				nc.Write([]byte("hi"))
+				buf := make([]byte, 2)
+				if _, err := io.ReadFull(nc, buf); err != nil || string(buf) != "hi" {
+					t.Errorf("a connection under the limit: %q, %v", buf, err)
+				}
+			}
+			a.Close()
+			waitUntil(t, "a slot to free up", func() bool { return srv.Conns() == 1 })
+			c := rawDial(t, addr)
+			c.Write([]byte("ok"))
+			buf := make([]byte, 2)
+			if _, err := io.ReadFull(c, buf); err != nil {
+				t.Errorf("after a slot freed up: %v", err)
+			}
+		})
+	}
+}
