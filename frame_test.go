@@ -180,4 +180,3 @@ func TestMessageCutByFIN(t *testing.T) {
 		})
 	}
 }
-

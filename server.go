@@ -50,7 +50,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*Conn]struct{}
 	perIP     map[netip.Addr]int // open connections by client address, kept when MaxConnsPerIP > 0
-	drained   chan struct{} // closed when conns empties during Shutdown
+	drained   chan struct{}      // closed when conns empties during Shutdown
 }
 
 // ListenAndServe listens on s.Addr and serves connections until Shutdown
