@@ -2,31 +2,46 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"regexp"
 	"strconv"
 	"time"
 
 	"tcpkit"
 )
 
-const connectUsage = `Usage: tcpkit connect [flags] [HOST:PORT | PORT]
+const connectUsage = `Usage: tcpkit connect [flags] [HOST:PORT | PORT | -]
 
 Connect as the seed's Node.js client does (default localhost:5000): print
 "connect to server!", send "testing~" every second, print each chunk that
 comes back as "receive: ...", "disconnected." when the server ends the
 connection, and the error when a later send fails.
 
+With "-" or --stdin, or when standard input is a pipe or a file, act as
+netcat does instead: standard input goes to the socket and the socket to
+standard output, byte for byte; at the end of standard input send a FIN
+and print the rest until the server ends.
+
+With --expect or --expect-re, check a server: send --send, and exit 0 once
+the expected bytes arrive within --within, or 1 with the reason.
+
 Examples:
   tcpkit connect                        localhost:5000, until Ctrl-C or an error
   tcpkit connect 7000 --count 3         three messages, then end and exit 0
   tcpkit connect [::1]:5000 --message ping --interval 100ms --hex
+  echo testing~ | tcpkit connect 5000   prints the server's reply: test
+  tcpkit connect 6379 --send 'PING\r\n' --expect '+PONG' --within 2s
+  tcpkit connect --unix /tmp/tcpkit.sock -
 
-Exit codes: 0 done (--count reached, or Ctrl-C); 1 could not connect;
-2 bad flag or argument; 3 the connection broke (a send failed after the
-server ended it, or a reset); 4 --timeout passed with nothing received.
+Exit codes: 0 done (--count reached, the server ended after standard
+input, the check matched, or Ctrl-C); 1 could not connect, or the check
+failed; 2 bad flag or argument; 3 the connection broke (a send failed
+after the server ended it, or a reset); 4 --timeout passed with nothing
+received.
 
 Flags:
 `
@@ -41,30 +56,73 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	interval := fs.Duration("interval", time.Second, "time between sends; the first goes at once")
 	count := fs.Int("count", 0, "stop after `N` sends, once the last reply arrived or the server ended (0: never stop)")
 	timeout := fs.Duration("timeout", 0, "print \"connection timeout.\" and exit 4 after this `duration` with nothing received (0: wait forever)")
+	useStdin := fs.Bool("stdin", false, "send standard input and print what comes back, byte for byte (as the argument -)")
+	noHalfClose := fs.Bool("no-half-close", false, "at the end of standard input close at once, instead of sending a FIN and reading on")
+	send := fs.String("send", "", "`bytes` to send (escapes \\n \\r \\t \\\\ \\0 \\xHH); with no --expect, print what comes back")
+	expect := fs.String("expect", "", "succeed once the received bytes contain these `bytes` (same escapes)")
+	expectRe := fs.String("expect-re", "", "succeed once the received bytes match this `regexp`")
+	within := fs.Duration("within", 5*time.Second, "how long --expect and --expect-re wait, from the start")
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "give up connecting after this `duration`")
-	hexOut := fs.Bool("hex", false, "print received bytes as hex instead of text")
+	unixPath := fs.String("unix", "", "connect to the Unix socket at `path` instead of TCP")
+	v4 := fs.Bool("4", false, "IPv4 only")
+	v6 := fs.Bool("6", false, "IPv6 only")
+	hexOut := fs.Bool("hex", false, "print received bytes as a hex dump instead of text")
 	pos, err := fs.parse(args, stderr)
 	if err != nil {
 		return flagExit(err)
 	}
-	if len(pos) > 1 {
-		return usageError(stderr, "connect", "unexpected argument %q: give one HOST:PORT or PORT", pos[1])
+	if len(pos) > 0 && pos[len(pos)-1] == "-" {
+		*useStdin, pos = true, pos[:len(pos)-1]
+	}
+	network, err := family(*v4, *v6)
+	if err != nil {
+		return usageError(stderr, "connect", "%v", err)
 	}
 	addr := "localhost:5000"
-	if len(pos) == 1 {
+	switch {
+	case len(pos) > 1:
+		return usageError(stderr, "connect", "unexpected argument %q: give one HOST:PORT or PORT", pos[1])
+	case *unixPath != "" && len(pos) > 0:
+		return usageError(stderr, "connect", "give either --unix or HOST:PORT, not both")
+	case *unixPath != "":
+		network, addr = "unix", *unixPath
+	case len(pos) == 1:
 		if addr, err = parseTarget(pos[0]); err != nil {
 			return usageError(stderr, "connect", "%v", err)
 		}
 	}
-	if *interval <= 0 || *count < 0 || *timeout < 0 {
-		return usageError(stderr, "connect", "--interval must be positive, --count and --timeout not negative")
+	if *interval <= 0 || *count < 0 || *timeout < 0 || *within <= 0 {
+		return usageError(stderr, "connect", "--interval and --within must be positive, --count and --timeout not negative")
+	}
+	sendBytes, err := unescape(*send)
+	if err != nil {
+		return usageError(stderr, "connect", "--send: %v", err)
+	}
+
+	d := tcpkit.Dialer{Timeout: *connectTimeout}
+	switch {
+	case *expect != "" || *expectRe != "":
+		chk := &check{send: sendBytes, within: *within}
+		if *expectRe != "" {
+			if chk.re, err = regexp.Compile(*expectRe); err != nil {
+				return usageError(stderr, "connect", "--expect-re: %v", err)
+			}
+		} else if chk.want, err = unescape(*expect); err != nil {
+			return usageError(stderr, "connect", "--expect: %v", err)
+		}
+		return chk.run(ctx, &d, network, addr, stdout, stderr)
+	case *send != "":
+		p := &pipe{in: nil, first: sendBytes, halfClose: !*noHalfClose, hex: *hexOut}
+		return p.run(ctx, &d, network, addr, stdout, stderr)
+	case *useStdin || (stdinIsData() && !seedFlagsSet(fs)):
+		p := &pipe{in: os.Stdin, halfClose: !*noHalfClose, hex: *hexOut}
+		return p.run(ctx, &d, network, addr, stdout, stderr)
 	}
 
 	out := newLineWriter(stdout)
 	defer out.Close()
 	cl := &client{out: out, hex: *hexOut, data: make(chan struct{}, 1)}
-	d := tcpkit.Dialer{Timeout: *connectTimeout}
-	c, err := d.Dial(ctx, "tcp", addr, cl.events())
+	c, err := d.Dial(ctx, network, addr, cl.events())
 	if err != nil {
 		if ctx.Err() != nil {
 			return exitOK // interrupted while connecting
@@ -73,6 +131,30 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitFail
 	}
 	return cl.loop(ctx, c, []byte(*message), *interval, *count, *timeout, stderr)
+}
+
+// stdinIsData reports whether standard input is a pipe or a file, as in
+// "echo testing~ | tcpkit connect 5000", rather than a terminal or
+// /dev/null: then connect sends it, as netcat does.
+func stdinIsData() bool {
+	fi, err := os.Stdin.Stat()
+	if err != nil {
+		return false
+	}
+	return fi.Mode()&os.ModeNamedPipe != 0 || fi.Mode().IsRegular()
+}
+
+// seedFlagsSet reports whether a flag of the seed's client mode was given,
+// which keeps that mode even with data on standard input.
+func seedFlagsSet(fs *flagSet) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "message", "interval", "count", "timeout":
+			set = true
+		}
+	})
+	return set
 }
 
 // parseTarget turns "PORT" or "HOST:PORT" into a dialable address.
@@ -89,120 +171,4 @@ func parseTarget(s string) (string, error) {
 		return "", fmt.Errorf("port %d is out of range: use 1 to 65535", n)
 	}
 	return net.JoinHostPort(host, port), nil
-}
-
-// client prints what the seed's client prints and tells loop that data
-// arrived.
-type client struct {
-	out  *lineWriter
-	hex  bool
-	data chan struct{} // a token per burst of received data
-}
-
-func (cl *client) events() tcpkit.Events {
-	return tcpkit.Events{
-		OnConnect: func(c *tcpkit.Conn) { cl.out.line("connect to server!") },
-		OnData: func(c *tcpkit.Conn, p []byte) {
-			if cl.hex {
-				cl.out.line("receive: ", hexBytes(p))
-			} else {
-				cl.out.text("receive: ", p)
-			}
-			select {
-			case cl.data <- struct{}{}:
-			default:
-			}
-		},
-		OnEnd: func(c *tcpkit.Conn) { cl.out.line("disconnected.") },
-	}
-}
-
-// hexBytes formats p as Node prints a Buffer's bytes: "74 65 73 74".
-func hexBytes(p []byte) string {
-	b := make([]byte, 0, 3*len(p))
-	for i, v := range p {
-		if i > 0 {
-			b = append(b, ' ')
-		}
-		b = hex.AppendEncode(b, []byte{v})
-	}
-	return string(b)
-}
-
-// loop sends msg every interval, as the seed's setInterval does, until
-// count is reached, a send fails, the server falls silent for timeout, or
-// ctx is done.
-func (cl *client) loop(ctx context.Context, c *tcpkit.Conn, msg []byte, interval time.Duration, count int, timeout time.Duration, stderr io.Writer) int {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	var silence <-chan time.Time
-	var silenceTimer *time.Timer
-	if timeout > 0 {
-		silenceTimer = time.NewTimer(timeout)
-		defer silenceTimer.Stop()
-		silence = silenceTimer.C
-	}
-	closed := c.Done()
-	sent := 0
-	send := func() bool {
-		if _, err := c.Write(msg); err != nil {
-			cl.out.Close() // the lines before the error come first
-			fmt.Fprintf(stderr, "tcpkit connect: cannot send %q: %s\n", msg, explainBroken(err, "server"))
-			return false
-		}
-		sent++
-		return true
-	}
-	done := func() bool { return count > 0 && sent >= count }
-	if !send() {
-		return exitBroken
-	}
-	for {
-		select {
-		case <-ctx.Done(): // Ctrl-C: end cleanly
-			return finish(c)
-		case <-tick.C:
-			if done() {
-				continue // waiting for the last reply
-			}
-			if !send() {
-				return exitBroken
-			}
-		case <-cl.data:
-			if silenceTimer != nil {
-				silenceTimer.Reset(timeout)
-			}
-			if done() { // the reply to the last send
-				return finish(c)
-			}
-		case <-closed:
-			if err := c.Err(); err != nil {
-				cl.out.Close()
-				fmt.Fprintf(stderr, "tcpkit connect: %s\n", explainBroken(err, "server"))
-				return exitBroken
-			}
-			if done() {
-				return exitOK // the server ended after the last send
-			}
-			// As in the seed: the server has ended the connection, and
-			// the next send will fail and say so.
-			closed = nil
-		case <-silence:
-			cl.out.line("connection timeout.")
-			c.Close()
-			return exitTimeout
-		}
-	}
-}
-
-// finish ends the connection and waits, briefly, for it to close.
-func finish(c *tcpkit.Conn) int {
-	c.End()
-	select {
-	case <-c.Done():
-	case <-time.After(closeWait):
-		c.Close()
-		<-c.Done()
-	}
-	return exitOK
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"io"
 	"sync"
 	"unicode/utf8"
@@ -66,6 +67,18 @@ func (l *lineWriter) text(prefix string, p []byte) {
 		l.pending = appendValidUTF8(l.pending, p)
 	}
 	l.pending = append(l.pending, '\n')
+	l.cond.Broadcast()
+	l.mu.Unlock()
+}
+
+// hexDump appends p as a hex dump with offsets from the start of p, in
+// the layout of hexdump -C.
+func (l *lineWriter) hexDump(p []byte) {
+	l.mu.Lock()
+	for len(l.pending) > maxPending && !l.closed {
+		l.cond.Wait()
+	}
+	l.pending = append(l.pending, hex.Dump(p)...)
 	l.cond.Broadcast()
 	l.mu.Unlock()
 }

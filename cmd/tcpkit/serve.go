@@ -11,17 +11,27 @@ import (
 	"tcpkit"
 )
 
-const serveUsage = `Usage: tcpkit serve [flags]
+const serveUsage = `Usage: tcpkit serve [flags] [--mode exec -- CMD [ARGS...]]
 
 Listen for TCP connections as the seed's Node.js server does: print each
 client's address and each message it sends, reply "test", then end the
 connection with a FIN. With --keep-open, reply to every message instead
 and leave the connection open.
 
+Modes:
+  reply    the seed: reply --reply to each message (default)
+  echo     send each message back
+  discard  read and drop everything; print the byte count at the close
+  exec     run CMD per connection, its stdin and stdout wired to the
+           socket, the peer in TCPREMOTEIP, TCPREMOTEPORT, TCPLOCALIP,
+           TCPLOCALPORT; killed when the connection dies
+
 Examples:
   tcpkit serve                          port 5000, every interface, IPv4 and IPv6
   tcpkit serve --port 7000 --keep-open  a reply per message, connections stay
-  tcpkit serve --host 127.0.0.1 --reply pong --quiet
+  tcpkit serve --mode echo --frame line --host 127.0.0.1
+  tcpkit serve --mode exec --max-conns 10 -- cat
+  tcpkit serve --unix /tmp/tcpkit.sock --mode echo
 
 SIGINT or SIGTERM stops accepting, ends open connections cleanly and
 exits 0; a second signal exits at once.
@@ -33,42 +43,111 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlagSet("serve", serveUsage, stdout)
 	host := fs.String("host", "", "listen `address`; empty means every interface, IPv4 and IPv6")
 	port := fs.Int("port", 5000, "listen `port`; 0 picks a free one")
-	reply := fs.String("reply", "test", "the `text` sent back for each message")
+	unixPath := fs.String("unix", "", "listen on a Unix socket at `path` instead of TCP")
+	v4 := fs.Bool("4", false, "IPv4 only")
+	v6 := fs.Bool("6", false, "IPv6 only")
+	mode := fs.String("mode", "reply", "what to do with messages: reply, echo, discard or exec (see above)")
+	reply := fs.String("reply", "test", "the `text` sent back for each message in reply mode")
 	keepOpen := fs.Bool("keep-open", false, "reply to every message and keep the connection open, instead of ending it after the first reply")
+	frame := fs.String("frame", "raw", "what one message is: raw (each read, as Node), line (up to \\n) or len32 (4-byte big-endian length prefix)")
+	maxMessage := fs.Int("max-message", tcpkit.DefaultMaxMessage, "largest message in `bytes` for line and len32 framing; a larger one closes the connection")
+	maxConns := fs.Int("max-conns", 0, "most connections open at once; more are closed at once (0: no limit)")
+	maxPerIP := fs.Int("max-conns-per-ip", 0, "most connections open at once from one client address (0: no limit)")
 	idle := fs.Duration("idle-timeout", 0, "end a connection that sends and receives nothing for this `duration` (0: never)")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long open connections get to end cleanly before they are cut")
+	hexOut := fs.Bool("hex", false, "print messages as a hex dump instead of text")
 	quiet := fs.Bool("quiet", false, "print only the listen line and errors, nothing per connection or message")
 	pos, err := fs.parse(args, stderr)
 	if err != nil {
 		return flagExit(err)
 	}
-	if len(pos) > 0 {
-		return usageError(stderr, "serve", "unexpected argument %q: give the port with --port", pos[0])
+	framing, err := tcpkit.ParseFraming(*frame)
+	if err != nil {
+		return usageError(stderr, "serve", "--frame: %v", err)
 	}
-	if *port < 0 || *port > 65535 {
+	network, err := family(*v4, *v6)
+	if err != nil {
+		return usageError(stderr, "serve", "%v", err)
+	}
+	switch {
+	case *mode == "exec" && len(pos) == 0:
+		return usageError(stderr, "serve", "--mode exec needs a command after --, as in: --mode exec -- cat")
+	case *mode != "exec" && len(pos) > 0:
+		return usageError(stderr, "serve", "unexpected argument %q: give the port with --port", pos[0])
+	case *port < 0 || *port > 65535:
 		return usageError(stderr, "serve", "--port %d is out of range: use 0 to 65535", *port)
+	case *maxMessage <= 0 || *maxConns < 0 || *maxPerIP < 0 || *idle < 0:
+		return usageError(stderr, "serve", "--max-message must be positive; --max-conns, --max-conns-per-ip and --idle-timeout not negative")
 	}
 
-	addr := net.JoinHostPort(*host, strconv.Itoa(*port))
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		fmt.Fprintf(stderr, "tcpkit serve: %s\n", explainListen(addr, *port, err))
-		return exitFail
-	}
 	out := newLineWriter(stdout)
 	defer out.Close()
-	bound := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	if *host == "" {
-		out.line("listen on port ", bound)
-	} else {
-		out.line("listen on port ", bound, " at ", *host)
+	p := &printer{out: out, quiet: *quiet, hex: *hexOut}
+	srv := &tcpkit.Server{
+		ConnOptions: tcpkit.ConnOptions{
+			IdleTimeout: *idle,
+			Framing:     framing,
+			MaxMessage:  *maxMessage,
+		},
+		MaxConns:      *maxConns,
+		MaxConnsPerIP: *maxPerIP,
+		OnReject: func(remote net.Addr, err error) {
+			out.line("rejected : ", addrString(remote), " : ", rejectReason(err, *maxConns, *maxPerIP))
+		},
+	}
+	switch *mode {
+	case "reply":
+		srv.Events = replyEvents(p, []byte(*reply), *keepOpen)
+	case "echo":
+		srv.Events = echoEvents(p)
+	case "discard":
+		srv.Events = discardEvents(p)
+	case "exec":
+		srv.Events = execEvents(p, pos, stderr)
+		srv.AllowHalfOpen = true // the command may answer after the client's FIN
+	default:
+		return usageError(stderr, "serve", "unknown --mode %q: use reply, echo, discard or exec", *mode)
 	}
 
-	srv := &tcpkit.Server{
-		Events:      seedServer(out, []byte(*reply), *keepOpen, *quiet),
-		ConnOptions: tcpkit.ConnOptions{IdleTimeout: *idle},
+	var ln net.Listener
+	if *unixPath != "" {
+		if ln, err = listenUnix(ctx, *unixPath); err != nil {
+			fmt.Fprintf(stderr, "tcpkit serve: cannot listen on %s: %v\n", *unixPath, err)
+			return exitFail
+		}
+		out.line("listen on ", *unixPath)
+	} else {
+		addr := net.JoinHostPort(*host, strconv.Itoa(*port))
+		var lc net.ListenConfig
+		if ln, err = lc.Listen(ctx, network, addr); err != nil {
+			fmt.Fprintf(stderr, "tcpkit serve: %s\n", explainListen(addr, *port, err))
+			return exitFail
+		}
+		out.line(listenLine(ln, *host))
 	}
+	return runServer(ctx, srv, ln, *drain, stderr)
+}
+
+// listenLine is the seed's "listen on port 5000", naming the host when
+// one was given.
+func listenLine(ln net.Listener, host string) string {
+	line := "listen on port " + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	if host != "" {
+		line += " at " + host
+	}
+	return line
+}
+
+func rejectReason(err error, maxConns, maxPerIP int) string {
+	if err == tcpkit.ErrTooManyConnsFromIP {
+		return "too many connections from this address (--max-conns-per-ip " + strconv.Itoa(maxPerIP) + ")"
+	}
+	return "too many connections (--max-conns " + strconv.Itoa(maxConns) + ")"
+}
+
+// runServer serves ln until ctx is done, then shuts down gracefully,
+// giving open connections drain to end.
+func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain time.Duration, stderr io.Writer) int {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -79,47 +158,24 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 
 	open := srv.Conns()
-	dctx, cancel := context.WithTimeout(context.Background(), *drain)
+	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	if err := srv.Shutdown(dctx); err != nil {
 		cut := srv.Conns()
 		srv.Close()
-		fmt.Fprintf(stderr, "tcpkit serve: stopped; %d of %d open connections did not end within --drain-timeout %v and were cut\n", cut, open, *drain)
+		fmt.Fprintf(stderr, "tcpkit serve: stopped; %d of %d open connections did not end within --drain-timeout %v and were cut\n", cut, open, drain)
 		return exitFail
 	}
 	<-served
-	fmt.Fprintf(stderr, "tcpkit serve: stopped; %d open connections ended cleanly\n", open)
+	fmt.Fprintf(stderr, "tcpkit serve: stopped; %s ended cleanly\n", plural(open, "open connection"))
 	return exitOK
 }
 
-// seedServer returns the events of the seed's server: print the client's
-// address and each message, reply, and end unless keepOpen.
-func seedServer(out *lineWriter, reply []byte, keepOpen, quiet bool) tcpkit.Events {
-	ev := tcpkit.Events{
-		OnData: func(c *tcpkit.Conn, p []byte) {
-			if !quiet {
-				out.text("", p)
-			}
-			// After End, a late message gets no reply: Write says
-			// ErrWriteAfterEnd, which is expected here.
-			c.Write(reply)
-			if !keepOpen {
-				c.End()
-			}
-		},
+func plural(n int, noun string) string {
+	s := strconv.Itoa(n) + " " + noun
+	if n != 1 {
+		s += "s"
 	}
-	ev.OnError = func(c *tcpkit.Conn, err error) { // errors show even when quiet
-		out.line("error : ", c.RemoteAddr().String(), " : ", explainBroken(err, "client"))
-	}
-	if quiet {
-		return ev
-	}
-	ev.OnConnect = func(c *tcpkit.Conn) {
-		out.line("connect address : ", c.RemoteAddr().String())
-	}
-	ev.OnTimeout = func(c *tcpkit.Conn) {
-		out.line("idle timeout : ", c.RemoteAddr().String())
-		c.End()
-	}
-	return ev
+	return s
 }
+

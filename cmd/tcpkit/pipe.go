@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"tcpkit"
+)
+
+// A pipe is connect's netcat mode: its input goes to the socket and the
+// socket's bytes to the output, unchanged.
+type pipe struct {
+	in        io.Reader // nil: send only first
+	first     []byte    // sent before in (--send)
+	halfClose bool      // at the end of the input send a FIN and read on; else close
+	hex       bool      // dump received bytes in hex instead
+}
+
+func (p *pipe) run(ctx context.Context, d *tcpkit.Dialer, network, addr string, stdout, stderr io.Writer) int {
+	var outMu sync.Mutex // OnData and the final flush do not overlap anyway; this keeps -race honest
+	ev := tcpkit.Events{OnData: func(c *tcpkit.Conn, b []byte) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		if p.hex {
+			io.WriteString(stdout, hex.Dump(b))
+			return
+		}
+		// A blocking write holds up reading the socket: a slow consumer
+		// of our output slows the server down rather than filling memory.
+		stdout.Write(b)
+	}}
+	c, err := d.Dial(ctx, network, addr, ev)
+	if err != nil {
+		if ctx.Err() != nil {
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "tcpkit connect: %s\n", explainDial(addr, err))
+		return exitFail
+	}
+	go p.send(ctx, c)
+	select {
+	case <-c.Done():
+	case <-ctx.Done(): // Ctrl-C: end cleanly
+		c.End()
+		select {
+		case <-c.Done():
+		case <-time.After(closeWait):
+			c.Close()
+			<-c.Done()
+		}
+	}
+	if err := c.Err(); err != nil {
+		fmt.Fprintf(stderr, "tcpkit connect: %s\n", explainBroken(err, "server"))
+		return exitBroken
+	}
+	return exitOK
+}
+
+// send writes first, then the input, to c no faster than the peer reads,
+// and ends or closes the connection at the end of the input.
+func (p *pipe) send(ctx context.Context, c *tcpkit.Conn) {
+	if len(p.first) > 0 {
+		c.Write(p.first)
+	}
+	if p.in != nil {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := p.in.Read(buf)
+			if n > 0 {
+				if _, werr := c.Write(buf[:n]); werr != nil {
+					return // the connection is gone; run reports why
+				}
+				if c.WaitDrain(ctx) != nil {
+					return
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	if p.halfClose {
+		c.End()
+	} else {
+		c.Close()
+	}
+}

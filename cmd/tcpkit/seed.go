@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"tcpkit"
+)
+
+// client prints what the seed's client prints and tells loop that data
+// arrived.
+type client struct {
+	out  *lineWriter
+	hex  bool
+	data chan struct{} // a token per burst of received data
+}
+
+func (cl *client) events() tcpkit.Events {
+	return tcpkit.Events{
+		OnConnect: func(c *tcpkit.Conn) { cl.out.line("connect to server!") },
+		OnData: func(c *tcpkit.Conn, p []byte) {
+			if cl.hex {
+				cl.out.line("receive: ", strconv.Itoa(len(p)), " bytes")
+				cl.out.hexDump(p)
+			} else {
+				cl.out.text("receive: ", p)
+			}
+			select {
+			case cl.data <- struct{}{}:
+			default:
+			}
+		},
+		OnEnd: func(c *tcpkit.Conn) { cl.out.line("disconnected.") },
+	}
+}
+
+// loop sends msg every interval, as the seed's setInterval does, until
+// count is reached, a send fails, the server falls silent for timeout, or
+// ctx is done.
+func (cl *client) loop(ctx context.Context, c *tcpkit.Conn, msg []byte, interval time.Duration, count int, timeout time.Duration, stderr io.Writer) int {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var silence <-chan time.Time
+	var silenceTimer *time.Timer
+	if timeout > 0 {
+		silenceTimer = time.NewTimer(timeout)
+		defer silenceTimer.Stop()
+		silence = silenceTimer.C
+	}
+	closed := c.Done()
+	sent := 0
+	send := func() bool {
+		if _, err := c.Write(msg); err != nil {
+			cl.out.Close() // the lines before the error come first
+			fmt.Fprintf(stderr, "tcpkit connect: cannot send %q: %s\n", msg, explainBroken(err, "server"))
+			return false
+		}
+		sent++
+		return true
+	}
+	done := func() bool { return count > 0 && sent >= count }
+	if !send() {
+		return exitBroken
+	}
+	for {
+		select {
+		case <-ctx.Done(): // Ctrl-C: end cleanly
+			return finish(c)
+		case <-tick.C:
+			if done() {
+				continue // waiting for the last reply
+			}
+			if !send() {
+				return exitBroken
+			}
+		case <-cl.data:
+			if silenceTimer != nil {
+				silenceTimer.Reset(timeout)
+			}
+			if done() { // the reply to the last send
+				return finish(c)
+			}
+		case <-closed:
+			if err := c.Err(); err != nil {
+				cl.out.Close()
+				fmt.Fprintf(stderr, "tcpkit connect: %s\n", explainBroken(err, "server"))
+				return exitBroken
+			}
+			if done() {
+				return exitOK // the server ended after the last send
+			}
+			// As in the seed: the server has ended the connection, and
+			// the next send will fail and say so.
+			closed = nil
+		case <-silence:
+			cl.out.line("connection timeout.")
+			c.Close()
+			return exitTimeout
+		}
+	}
+}
+
+// finish ends the connection and waits, briefly, for it to close.
+func finish(c *tcpkit.Conn) int {
+	c.End()
+	select {
+	case <-c.Done():
+	case <-time.After(closeWait):
+		c.Close()
+		<-c.Done()
+	}
+	return exitOK
+}
