@@ -178,4 +178,3 @@ func plural(n int, noun string) string {
 	}
 	return s
 }
-
