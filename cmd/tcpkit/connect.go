@@ -170,5 +170,5 @@ func parseTarget(s string) (string, error) {
 	if n < 1 || n > 65535 {
 		return "", fmt.Errorf("port %d is out of range: use 1 to 65535", n)
 	}
-	return net.JoinHostPort(host, port), nil
+	return net.JoinHostPort(host, strconv.Itoa(n)), nil
 }

@@ -83,13 +83,59 @@ func (l *lineWriter) hexDump(p []byte) {
 	l.mu.Unlock()
 }
 
+// appendValidUTF8 appends p with each ill-formed sequence replaced by
+// U+FFFD the way Node's Buffer.toString() (the WHATWG decoder) does: one
+// replacement per maximal invalid subpart, so a truncated 3-byte
+// character is one U+FFFD, not two.
 func appendValidUTF8(dst, p []byte) []byte {
 	for len(p) > 0 {
 		r, size := utf8.DecodeRune(p)
-		dst = utf8.AppendRune(dst, r) // RuneError for a bad byte
-		p = p[size:]
+		if r != utf8.RuneError || size > 1 {
+			dst = append(dst, p[:size]...)
+			p = p[size:]
+			continue
+		}
+		dst = utf8.AppendRune(dst, utf8.RuneError)
+		p = p[maximalSubpart(p):]
 	}
 	return dst
+}
+
+// maximalSubpart returns the length of the invalid sequence at the start
+// of p: the lead byte and the continuation bytes that could still have
+// completed it (Unicode's "maximal subpart"), at least 1.
+func maximalSubpart(p []byte) int {
+	b := p[0]
+	var need int
+	lo, hi := byte(0x80), byte(0xBF) // bounds of the second byte
+	switch {
+	case b >= 0xC2 && b <= 0xDF:
+		need = 1
+	case b >= 0xE0 && b <= 0xEF:
+		need = 2
+		if b == 0xE0 {
+			lo = 0xA0
+		} else if b == 0xED {
+			hi = 0x9F
+		}
+	case b >= 0xF0 && b <= 0xF4:
+		need = 3
+		if b == 0xF0 {
+			lo = 0x90
+		} else if b == 0xF4 {
+			hi = 0x8F
+		}
+	default:
+		return 1
+	}
+	n := 1
+	for ; n <= need && n < len(p); n++ {
+		if p[n] < lo || p[n] > hi {
+			break
+		}
+		lo, hi = 0x80, 0xBF
+	}
+	return n
 }
 
 func (l *lineWriter) loop() {
