@@ -67,6 +67,8 @@ type Conn struct {
 	done    chan struct{} // closed after OnClose returned
 	flushWG sync.WaitGroup
 	onDone  func(*Conn) // the Server's bookkeeping; nil for dialed conns
+
+	dialTime time.Duration // how long Dial took to connect; 0 for accepted conns
 }
 
 func newConn(nc net.Conn, ev *Events, opt *ConnOptions) *Conn {
@@ -141,6 +143,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.ending || c.closed {
 		err := c.writeErrLocked()
 		c.mu.Unlock()
+		c.trace(TraceWriteFailed, len(p), err)
 		return 0, err
 	}
 	if len(p) == 0 {
@@ -156,15 +159,19 @@ func (c *Conn) Write(p []byte) (int, error) {
 		}
 		if err != nil {
 			c.mu.Unlock()
+			c.traceWrite(n)
 			err = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: err}
+			c.trace(TraceWriteFailed, len(rest)-n, err)
 			c.closeWith(err)
 			return n, err
 		}
 		rest = rest[n:]
 		if len(rest) == 0 {
 			c.mu.Unlock()
+			c.traceWrite(n)
 			return len(p), nil
 		}
+		defer c.traceWrite(n) // after the unlock below: Trace may call into c
 	}
 	c.out = append(c.out, rest...)
 	if len(c.out) >= c.opt.highWaterMark() {
@@ -231,6 +238,12 @@ func (c *Conn) WaitDrain(ctx context.Context) error {
 		return c.writeErrLocked()
 	}
 	return nil
+}
+
+func (c *Conn) traceWrite(n int) {
+	if n > 0 {
+		c.trace(TraceWrite, n, nil)
+	}
 }
 
 // writeErrLocked says why the connection cannot be written to.
@@ -364,6 +377,7 @@ func (c *Conn) flush() {
 		if n > 0 {
 			c.bytesWritten.Add(int64(n))
 			c.touch()
+			c.trace(TraceWrite, n, nil)
 		}
 		if err != nil {
 			c.closeWith(err)
@@ -396,7 +410,12 @@ func (c *Conn) flush() {
 // for that FIN, at most the linger timeout.
 func (c *Conn) sendFIN(peerEnded bool) {
 	cw, ok := c.nc.(interface{ CloseWrite() error })
-	if !ok || cw.CloseWrite() != nil || peerEnded {
+	if !ok || cw.CloseWrite() != nil {
+		c.closeWith(nil)
+		return
+	}
+	c.trace(TraceFIN, 0, nil)
+	if peerEnded {
 		c.closeWith(nil)
 		return
 	}

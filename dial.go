@@ -36,12 +36,15 @@ func (d *Dialer) Dial(ctx context.Context, network, address string, ev Events) (
 	if d.LocalAddr != nil {
 		nd.LocalAddr = d.LocalAddr
 	}
+	start := time.Now()
 	nc, err := nd.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
 	opt := d.ConnOptions // the conn keeps its own copy: d may change later
 	c := newConn(nc, &ev, &opt)
+	c.dialTime = time.Since(start)
+	c.trace(TraceConnected, 0, nil) // before anything can be written
 	go c.run()
 	return c, nil
 }

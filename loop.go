@@ -34,6 +34,10 @@ func (c *Conn) run() {
 	}
 	err := c.err
 	c.mu.Unlock()
+	if err != nil {
+		c.traceFailure(err)
+	}
+	c.trace(TraceClosed, 0, err)
 	if err != nil && c.ev.OnError != nil {
 		c.evMu.Lock()
 		c.guard(func() { c.ev.OnError(c, err) })
@@ -64,6 +68,7 @@ func (c *Conn) readLoop() {
 		if n > 0 {
 			c.bytesRead.Add(int64(n))
 			c.touch()
+			c.trace(TraceRead, n, nil)
 			c.deliver(buf[:n])
 			if n == len(buf) && len(buf) < MaxReadBufferSize {
 				buf = make([]byte, 2*len(buf))
@@ -97,6 +102,7 @@ func (c *Conn) readMessages() {
 		if n > 0 {
 			c.bytesRead.Add(int64(n))
 			c.touch()
+			c.trace(TraceRead, n, nil)
 			end += n
 			for start < end {
 				msg, used, serr := c.opt.Framing.split(buf[start:end], max)
@@ -165,6 +171,7 @@ func (c *Conn) idle() {
 	c.timerArmed.Store(false) // touch re-arms on the next activity
 	c.nc.SetReadDeadline(time.Time{})
 	c.mu.Unlock()
+	c.trace(TraceTimeout, 0, nil)
 	if c.ev.OnTimeout == nil {
 		c.End()
 		return
@@ -178,6 +185,7 @@ func (c *Conn) peerFIN() {
 	c.mu.Lock()
 	c.peerEnded = true
 	c.mu.Unlock()
+	c.trace(TracePeerFIN, 0, nil)
 	c.call(c.ev.OnEnd)
 	c.mu.Lock()
 	if !c.opt.AllowHalfOpen && !c.ending {

@@ -59,6 +59,13 @@ type ConnOptions struct {
 	// a larger one closes the connection with ErrMessageTooLarge. Zero
 	// means DefaultMaxMessage.
 	MaxMessage int
+
+	// Trace, if set, is called with each event of the connection as it
+	// happens, enriched with the kernel's TCP_INFO on Linux: the handshake,
+	// each read and write, FINs both ways, resets, timeouts, the close. It
+	// is called from the goroutine where the event happens, possibly
+	// while a callback runs; it must be quick and safe for concurrent use.
+	Trace func(TraceEvent)
 }
 
 func (o *ConnOptions) maxMessage() int {

@@ -100,6 +100,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			continue
 		}
+		c.trace(TraceConnected, 0, nil)
 		go c.run()
 	}
 }

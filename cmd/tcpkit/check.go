@@ -43,7 +43,7 @@ func (k *check) wantString() string {
 	return strconv.Quote(string(k.want))
 }
 
-func (k *check) run(ctx context.Context, d *tcpkit.Dialer, network, addr string, stdout, stderr io.Writer) int {
+func (k *check) run(ctx context.Context, d *dialer, network, addr string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, k.within)
 	defer cancel()
@@ -53,7 +53,7 @@ func (k *check) run(ctx context.Context, d *tcpkit.Dialer, network, addr string,
 		return exitFail
 	}
 
-	c, err := d.Dial(ctx, network, addr, tcpkit.Events{OnData: func(c *tcpkit.Conn, p []byte) {
+	c, err := d.dial(ctx, network, addr, tcpkit.Events{OnData: func(c *tcpkit.Conn, p []byte) {
 		k.mu.Lock()
 		defer k.mu.Unlock()
 		if len(k.got) < maxCheckBytes {

@@ -67,9 +67,17 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	v4 := fs.Bool("4", false, "IPv4 only")
 	v6 := fs.Bool("6", false, "IPv6 only")
 	hexOut := fs.Bool("hex", false, "print received bytes as a hex dump instead of text")
+	trace := fs.Bool("trace", false, "print each TCP event on stderr, explained: handshake, data in and out, FINs, resets, close")
+	traceFormat := fs.String("trace-format", "text", "--trace lines as text or json")
 	pos, err := fs.parse(args, stderr)
 	if err != nil {
 		return flagExit(err)
+	}
+	var tr *tracer
+	if *trace {
+		if tr, err = newTracer(stderr, *traceFormat, "server"); err != nil {
+			return usageError(stderr, "connect", "%v", err)
+		}
 	}
 	if len(pos) > 0 && pos[len(pos)-1] == "-" {
 		*useStdin, pos = true, pos[:len(pos)-1]
@@ -99,7 +107,10 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return usageError(stderr, "connect", "--send: %v", err)
 	}
 
-	d := tcpkit.Dialer{Timeout: *connectTimeout}
+	d := &dialer{Dialer: tcpkit.Dialer{Timeout: *connectTimeout}, tr: tr}
+	if tr != nil {
+		d.Trace = tr.event
+	}
 	switch {
 	case *expect != "" || *expectRe != "":
 		chk := &check{send: sendBytes, within: *within}
@@ -110,19 +121,19 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		} else if chk.want, err = unescape(*expect); err != nil {
 			return usageError(stderr, "connect", "--expect: %v", err)
 		}
-		return chk.run(ctx, &d, network, addr, stdout, stderr)
+		return chk.run(ctx, d, network, addr, stdout, stderr)
 	case *send != "":
 		p := &pipe{in: nil, first: sendBytes, halfClose: !*noHalfClose, hex: *hexOut}
-		return p.run(ctx, &d, network, addr, stdout, stderr)
+		return p.run(ctx, d, network, addr, stdout, stderr)
 	case *useStdin || (stdinIsData() && !seedFlagsSet(fs)):
 		p := &pipe{in: os.Stdin, halfClose: !*noHalfClose, hex: *hexOut}
-		return p.run(ctx, &d, network, addr, stdout, stderr)
+		return p.run(ctx, d, network, addr, stdout, stderr)
 	}
 
 	out := newLineWriter(stdout)
 	defer out.Close()
 	cl := &client{out: out, hex: *hexOut, data: make(chan struct{}, 1)}
-	c, err := d.Dial(ctx, network, addr, cl.events())
+	c, err := d.dial(ctx, network, addr, cl.events())
 	if err != nil {
 		if ctx.Err() != nil {
 			return exitOK // interrupted while connecting
@@ -131,6 +142,21 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitFail
 	}
 	return cl.loop(ctx, c, []byte(*message), *interval, *count, *timeout, stderr)
+}
+
+// A dialer is a tcpkit.Dialer whose failures --trace reports too: a
+// connection that never came to be has no events of its own.
+type dialer struct {
+	tcpkit.Dialer
+	tr *tracer // nil without --trace
+}
+
+func (d *dialer) dial(ctx context.Context, network, addr string, ev tcpkit.Events) (*tcpkit.Conn, error) {
+	c, err := d.Dial(ctx, network, addr, ev)
+	if err != nil && d.tr != nil {
+		d.tr.dialFailed(addr, err)
+	}
+	return c, err
 }
 
 // stdinIsData reports whether standard input is a pipe or a file, as in

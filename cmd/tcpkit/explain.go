@@ -81,7 +81,11 @@ func explainListen(addr string, port int, err error) string {
 	case errors.As(err, &dnsErr):
 		return fmt.Sprintf("cannot listen on %s: unknown host %q", addr, dnsErr.Name)
 	case errno == syscall.EADDRINUSE:
-		return fmt.Sprintf("cannot listen on %s: port %d is already in use by another process (EADDRINUSE); pick another with --port", addr, port)
+		who := "another process"
+		if h := portHolder(port); h != "" {
+			who = h
+		}
+		return fmt.Sprintf("cannot listen on %s: port %d is already in use by %s (EADDRINUSE); pick another with --port", addr, port, who)
 	case errno == syscall.EACCES:
 		return fmt.Sprintf("cannot listen on %s: permission denied, ports below 1024 need root (EACCES)", addr)
 	case errno == syscall.EADDRNOTAVAIL:

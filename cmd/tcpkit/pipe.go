@@ -20,7 +20,7 @@ type pipe struct {
 	hex       bool      // dump received bytes in hex instead
 }
 
-func (p *pipe) run(ctx context.Context, d *tcpkit.Dialer, network, addr string, stdout, stderr io.Writer) int {
+func (p *pipe) run(ctx context.Context, d *dialer, network, addr string, stdout, stderr io.Writer) int {
 	var outMu sync.Mutex // OnData and the final flush do not overlap anyway; this keeps -race honest
 	ev := tcpkit.Events{OnData: func(c *tcpkit.Conn, b []byte) {
 		outMu.Lock()
@@ -33,7 +33,7 @@ func (p *pipe) run(ctx context.Context, d *tcpkit.Dialer, network, addr string, 
 		// of our output slows the server down rather than filling memory.
 		stdout.Write(b)
 	}}
-	c, err := d.Dial(ctx, network, addr, ev)
+	c, err := d.dial(ctx, network, addr, ev)
 	if err != nil {
 		if ctx.Err() != nil {
 			return exitOK

@@ -173,3 +173,21 @@ func writePortsJSON(w io.Writer, socks []ports.Socket) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
 }
+
+// portHolder names the process listening on port, as "tcpkit (PID 123)",
+// for the error of a busy port; "" when it cannot be told.
+func portHolder(port int) string {
+	if port <= 0 || port > 65535 {
+		return ""
+	}
+	res, err := ports.List(ports.Options{Port: uint16(port), Listen: true})
+	if err != nil {
+		return ""
+	}
+	for _, s := range res.Sockets {
+		if s.Local.Port() == uint16(port) && s.PID != 0 {
+			return fmt.Sprintf("%s (PID %d)", s.Command, s.PID)
+		}
+	}
+	return ""
+}

@@ -57,9 +57,17 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long open connections get to end cleanly before they are cut")
 	hexOut := fs.Bool("hex", false, "print messages as a hex dump instead of text")
 	quiet := fs.Bool("quiet", false, "print only the listen line and errors, nothing per connection or message")
+	trace := fs.Bool("trace", false, "print each TCP event on stderr, explained: handshake, data in and out, FINs, resets, close")
+	traceFormat := fs.String("trace-format", "text", "--trace lines as text or json")
 	pos, err := fs.parse(args, stderr)
 	if err != nil {
 		return flagExit(err)
+	}
+	var tr *tracer
+	if *trace {
+		if tr, err = newTracer(stderr, *traceFormat, "client"); err != nil {
+			return usageError(stderr, "serve", "%v", err)
+		}
 	}
 	framing, err := tcpkit.ParseFraming(*frame)
 	if err != nil {
@@ -94,6 +102,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		OnReject: func(remote net.Addr, err error) {
 			out.line("rejected : ", addrString(remote), " : ", rejectReason(err, *maxConns, *maxPerIP))
 		},
+	}
+	if tr != nil {
+		srv.Trace = tr.event
 	}
 	switch *mode {
 	case "reply":

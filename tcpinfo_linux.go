@@ -1,0 +1,36 @@
+package tcpkit
+
+import (
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// tcpInfo reads TCP_INFO from the connection's socket, or returns nil.
+func (c *Conn) tcpInfo() *TCPInfo {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var ti *unix.TCPInfo
+	var gerr error
+	if err := raw.Control(func(fd uintptr) {
+		ti, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil || gerr != nil {
+		return nil
+	}
+	return &TCPInfo{
+		State:         tcpStateName(ti.State),
+		RTT:           time.Duration(ti.Rtt) * time.Microsecond,
+		RTTVar:        time.Duration(ti.Rttvar) * time.Microsecond,
+		Retransmits:   ti.Total_retrans,
+		Unacked:       ti.Unacked,
+		BytesAcked:    ti.Bytes_acked,
+		BytesReceived: ti.Bytes_received,
+	}
+}
