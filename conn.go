@@ -51,7 +51,8 @@ type Conn struct {
 	needDrain   bool       // out went over the high-water mark; OnDrain is due
 	ending      bool       // End was called, or implied by the peer's FIN
 	endedByPeer bool       // ending because the peer's FIN arrived
-	finSent     bool       // our FIN is out
+	finSent     bool       // our FIN is being sent or out: only one goroutine sends it
+	finDone     bool       // our FIN is out (CloseWrite returned)
 	peerEnded   bool       // the peer's FIN was read
 	pausedLock  bool       // Pause was called
 	closed      bool
@@ -62,6 +63,11 @@ type Conn struct {
 
 	msgMu  sync.Mutex // serializes WriteMessage, which frames into msgBuf
 	msgBuf []byte
+
+	// traceMu orders trace events when ConnOptions.Trace is set: it is
+	// held while an event is reported, and across a write or FIN and its
+	// event. It is taken before mu, never after.
+	traceMu sync.Mutex
 
 	closing chan struct{} // closed when closed becomes true
 	done    chan struct{} // closed after OnClose returned
@@ -139,16 +145,36 @@ func (c *Conn) Err() error {
 // block and does not keep p. Check NeedDrain to learn whether the peer is
 // keeping up.
 func (c *Conn) Write(p []byte) (int, error) {
+	if c.opt.Trace == nil {
+		n, _, err := c.write(p)
+		return n, err
+	}
+	// Traced, the write and its events are one step, so that trace lines
+	// keep the order of the writes and of what they cause (the reply).
+	c.traceMu.Lock()
+	defer c.traceMu.Unlock()
+	n, sent, err := c.write(p)
+	if sent > 0 {
+		c.emitLocked(TraceWrite, sent, nil)
+	}
+	if err != nil {
+		c.emitLocked(TraceWriteFailed, len(p)-sent, err)
+	}
+	return n, err
+}
+
+// write is Write: it returns what Write returns and how many bytes went
+// to the kernel at once (the rest is queued).
+func (c *Conn) write(p []byte) (n, sent int, err error) {
 	c.mu.Lock()
 	if c.ending || c.closed {
 		err := c.writeErrLocked()
 		c.mu.Unlock()
-		c.trace(TraceWriteFailed, len(p), err)
-		return 0, err
+		return 0, 0, err
 	}
 	if len(p) == 0 {
 		c.mu.Unlock()
-		return 0, nil
+		return 0, 0, nil
 	}
 	rest := p
 	if !c.flushing && c.tw != nil {
@@ -159,19 +185,15 @@ func (c *Conn) Write(p []byte) (int, error) {
 		}
 		if err != nil {
 			c.mu.Unlock()
-			c.traceWrite(n)
 			err = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: err}
-			c.trace(TraceWriteFailed, len(rest)-n, err)
 			c.closeWith(err)
-			return n, err
+			return n, n, err
 		}
-		rest = rest[n:]
+		sent, rest = n, rest[n:]
 		if len(rest) == 0 {
 			c.mu.Unlock()
-			c.traceWrite(n)
-			return len(p), nil
+			return len(p), sent, nil
 		}
-		defer c.traceWrite(n) // after the unlock below: Trace may call into c
 	}
 	c.out = append(c.out, rest...)
 	if len(c.out) >= c.opt.highWaterMark() {
@@ -183,7 +205,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		go c.flush()
 	}
 	c.mu.Unlock()
-	return len(p), nil
+	return len(p), sent, nil
 }
 
 // WriteMessage writes p as one message of the connection's Framing: as it
@@ -240,12 +262,6 @@ func (c *Conn) WaitDrain(ctx context.Context) error {
 	return nil
 }
 
-func (c *Conn) traceWrite(n int) {
-	if n > 0 {
-		c.trace(TraceWrite, n, nil)
-	}
-}
-
 // writeErrLocked says why the connection cannot be written to.
 func (c *Conn) writeErrLocked() error {
 	switch {
@@ -293,9 +309,8 @@ func (c *Conn) End() error {
 		return nil
 	}
 	c.finSent = true
-	peerEnded := c.peerEnded
 	c.mu.Unlock()
-	c.sendFIN(peerEnded)
+	c.sendFIN()
 	return nil
 }
 
@@ -395,10 +410,9 @@ func (c *Conn) flush() {
 	if fin {
 		c.finSent = true
 	}
-	peerEnded := c.peerEnded
 	c.mu.Unlock()
 	if fin {
-		c.sendFIN(peerEnded)
+		c.sendFIN()
 	}
 	if drain {
 		c.call(c.ev.OnDrain)
@@ -408,21 +422,32 @@ func (c *Conn) flush() {
 // sendFIN shuts down the write side. If the peer's FIN is already in, the
 // 4-way handshake is complete and the connection closes; otherwise it waits
 // for that FIN, at most the linger timeout.
-func (c *Conn) sendFIN(peerEnded bool) {
+func (c *Conn) sendFIN() {
 	cw, ok := c.nc.(interface{ CloseWrite() error })
-	if !ok || cw.CloseWrite() != nil {
+	if !ok {
 		c.closeWith(nil)
 		return
 	}
-	c.trace(TraceFIN, 0, nil)
-	if peerEnded {
-		c.closeWith(nil)
-		return
+	if c.opt.Trace != nil {
+		c.traceMu.Lock() // the FIN and its trace line are one step, as for writes
 	}
-	t := time.AfterFunc(c.opt.lingerTimeout(), func() { c.closeWith(nil) })
+	err := cw.CloseWrite()
+	if c.opt.Trace != nil {
+		if err == nil {
+			c.emitLocked(TraceFIN, 0, nil)
+		}
+		c.traceMu.Unlock()
+	}
 	c.mu.Lock()
-	c.linger = t
+	c.finDone = true
+	closeNow := err != nil || c.peerEnded // read with finDone set: peerFIN sees one or the other
+	if !closeNow && !c.closed {
+		c.linger = time.AfterFunc(c.opt.lingerTimeout(), func() { c.closeWith(nil) })
+	}
 	c.mu.Unlock()
+	if closeNow {
+		c.closeWith(nil)
+	}
 }
 
 // closeWith closes the connection, keeping err as its error unless an

@@ -191,10 +191,10 @@ func (c *Conn) peerFIN() {
 	if !c.opt.AllowHalfOpen && !c.ending {
 		c.endedByPeer = true
 	}
-	finSent, ending := c.finSent, c.ending
+	finDone, ending := c.finDone, c.ending
 	c.mu.Unlock()
 	switch {
-	case finSent:
+	case finDone:
 		c.closeWith(nil) // 4-way handshake complete
 	case !c.opt.AllowHalfOpen && !ending:
 		c.End()

@@ -64,7 +64,8 @@ type ConnOptions struct {
 	// happens, enriched with the kernel's TCP_INFO on Linux: the handshake,
 	// each read and write, FINs both ways, resets, timeouts, the close. It
 	// is called from the goroutine where the event happens, possibly
-	// while a callback runs; it must be quick and safe for concurrent use.
+	// while a callback runs, one event of a connection at a time; it must
+	// be quick, and must not call the connection's Write, End or Close.
 	Trace func(TraceEvent)
 }
 

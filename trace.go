@@ -89,6 +89,13 @@ func (c *Conn) trace(kind TraceKind, n int, err error) {
 	if c.opt.Trace == nil {
 		return
 	}
+	c.traceMu.Lock()
+	defer c.traceMu.Unlock()
+	c.emitLocked(kind, n, err)
+}
+
+// emitLocked reports an event to ConnOptions.Trace; c.traceMu is held.
+func (c *Conn) emitLocked(kind TraceKind, n int, err error) {
 	ev := TraceEvent{Kind: kind, Conn: c, Time: time.Now(), Bytes: n, Err: err}
 	if kind == TraceConnected {
 		ev.Duration = c.dialTime
