@@ -2,8 +2,10 @@ package tcpkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,7 +43,10 @@ type Conn struct {
 	paused       atomic.Bool  // mirrors pausedLocked for the reader's fast path
 	timeout      atomic.Int64 // idle timeout in ns; 0 means none
 	lastActive   atomic.Int64 // monotonic ns of the last read or write, kept while timeout > 0
-	timerArmed   atomic.Bool  // a read deadline is set for the idle timeout
+	lastRead     atomic.Int64 // monotonic ns of the last read, kept while ReadTimeout > 0
+	timerArmed   atomic.Bool  // the idle timeout is armed: it has not fired since the last activity
+	backlogged   atomic.Bool  // mirrors needDrain for the reader's fast path
+	dropInput    atomic.Bool  // Shutdown ended the connection: read input is dropped, not delivered
 
 	mu          sync.Mutex
 	cond        *sync.Cond // on mu: reading may resume, or the conn closed
@@ -88,7 +93,8 @@ func newConn(nc net.Conn, ev *Events, opt *ConnOptions) *Conn {
 	}
 	c.cond = sync.NewCond(&c.mu)
 	c.tw = newTryWriter(nc)
-	if opt.IdleTimeout > 0 {
+	if opt.IdleTimeout > 0 || opt.ReadTimeout > 0 {
+		c.lastRead.Store(monoNow())
 		c.SetTimeout(opt.IdleTimeout)
 	}
 	return c
@@ -198,6 +204,7 @@ func (c *Conn) write(p []byte) (n, sent int, err error) {
 	c.out = append(c.out, rest...)
 	if len(c.out) >= c.opt.highWaterMark() {
 		c.needDrain = true
+		c.backlogged.Store(true)
 	}
 	if !c.flushing {
 		c.flushing = true
@@ -340,45 +347,6 @@ func (c *Conn) Resume() {
 	c.mu.Unlock()
 }
 
-// SetTimeout sets the idle timeout of this connection, overriding
-// ConnOptions.IdleTimeout; zero turns it off. The idle period restarts now.
-func (c *Conn) SetTimeout(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.timeout.Store(int64(d))
-	if d <= 0 {
-		c.timerArmed.Store(false)
-		c.nc.SetReadDeadline(time.Time{})
-		return
-	}
-	now := time.Now()
-	c.lastActive.Store(monoNow())
-	c.timerArmed.Store(true)
-	c.nc.SetReadDeadline(now.Add(d))
-}
-
-// touch records activity for the idle timeout, and re-arms it if it fired.
-func (c *Conn) touch() {
-	d := c.timeout.Load()
-	if d == 0 {
-		return
-	}
-	c.lastActive.Store(monoNow())
-	if c.timerArmed.CompareAndSwap(false, true) {
-		// Only after a timeout fired: re-arm so the next idle period
-		// counts. Asynchronously, since touch may run under c.mu.
-		go c.rearm()
-	}
-}
-
-func (c *Conn) rearm() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if d := time.Duration(c.timeout.Load()); d > 0 && !c.closed {
-		c.nc.SetReadDeadline(time.Now().Add(d))
-	}
-}
-
 // flush writes the queued output, blocking, until none is left; then it
 // sends a pending FIN and fires OnDrain if it is due.
 func (c *Conn) flush() {
@@ -388,15 +356,7 @@ func (c *Conn) flush() {
 		buf := c.out
 		c.out, c.spare = c.spare[:0], nil
 		c.mu.Unlock()
-		n, err := c.nc.Write(buf)
-		if n > 0 {
-			c.bytesWritten.Add(int64(n))
-			c.touch()
-			c.trace(TraceWrite, n, nil)
-		}
-		if err != nil {
-			c.closeWith(err)
-		}
+		c.writeOut(buf)
 		c.mu.Lock()
 		if cap(buf) <= MaxReadBufferSize { // keep a modest buffer for next time
 			c.spare = buf[:0]
@@ -405,6 +365,8 @@ func (c *Conn) flush() {
 	c.flushing = false
 	drain := c.needDrain && !c.closed
 	c.needDrain = false
+	c.backlogged.Store(false)
+	c.cond.Broadcast() // a reader paused by the backlog may go on
 	c.wakeDrainWaitersLocked()
 	fin := c.ending && !c.finSent && !c.closed
 	if fin {
@@ -418,6 +380,37 @@ func (c *Conn) flush() {
 		c.call(c.ev.OnDrain)
 	}
 }
+
+// writeOut writes buf, blocking, for flush. With a WriteTimeout it writes
+// in chunks, each of which must go out within it: a peer that reads
+// slowly but steadily is fine, one that stopped reading is cut off.
+func (c *Conn) writeOut(buf []byte) {
+	wt := c.opt.WriteTimeout
+	for len(buf) > 0 {
+		chunk := buf
+		if wt > 0 {
+			chunk = buf[:min(len(buf), writeChunk)]
+			c.nc.SetWriteDeadline(time.Now().Add(wt))
+		}
+		n, err := c.nc.Write(chunk)
+		if n > 0 {
+			c.bytesWritten.Add(int64(n))
+			c.touch()
+			c.trace(TraceWrite, n, nil)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w: the peer took nothing for %v", ErrWriteTimeout, wt)
+		}
+		if err != nil {
+			c.closeWith(err)
+			return
+		}
+		buf = buf[n:]
+	}
+}
+
+// writeChunk is how much writeOut hands the kernel per deadline.
+const writeChunk = 64 << 10
 
 // sendFIN shuts down the write side. If the peer's FIN is already in, the
 // 4-way handshake is complete and the connection closes; otherwise it waits

@@ -26,6 +26,14 @@ var (
 	// in the middle of a Len32 message.
 	ErrTruncatedMessage = errors.New("tcpkit: the peer ended the connection inside a message")
 
+	// ErrReadTimeout is the error of a connection closed because nothing
+	// was read for ConnOptions.ReadTimeout.
+	ErrReadTimeout = errors.New("tcpkit: read timeout")
+
+	// ErrWriteTimeout is the error of a connection closed because its
+	// output made no progress for ConnOptions.WriteTimeout.
+	ErrWriteTimeout = errors.New("tcpkit: write timeout")
+
 	// ErrTooManyConns is what Server.OnReject is told when a connection
 	// went over Server.MaxConns.
 	ErrTooManyConns = errors.New("tcpkit: too many connections")

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
-	"time"
 )
 
 // A PanicError is the error of a connection whose callback panicked. The
@@ -61,14 +60,12 @@ func (c *Conn) readLoop() {
 	}
 	buf := make([]byte, DefaultReadBufferSize)
 	for {
-		if c.paused.Load() && !c.waitResumed() {
+		if c.mustWait() && !c.waitResumed() {
 			return
 		}
 		n, err := c.nc.Read(buf)
 		if n > 0 {
-			c.bytesRead.Add(int64(n))
-			c.touch()
-			c.trace(TraceRead, n, nil)
+			c.gotBytes(n)
 			c.deliver(buf[:n])
 			if n == len(buf) && len(buf) < MaxReadBufferSize {
 				buf = make([]byte, 2*len(buf))
@@ -87,7 +84,7 @@ func (c *Conn) readMessages() {
 	buf := make([]byte, DefaultReadBufferSize)
 	start, end := 0, 0 // buf[start:end] is read but not delivered
 	for {
-		if c.paused.Load() && !c.waitResumed() {
+		if c.mustWait() && !c.waitResumed() {
 			return
 		}
 		if end == len(buf) { // make room: move the unfinished message down, or grow
@@ -100,9 +97,7 @@ func (c *Conn) readMessages() {
 		}
 		n, err := c.nc.Read(buf[end:])
 		if n > 0 {
-			c.bytesRead.Add(int64(n))
-			c.touch()
-			c.trace(TraceRead, n, nil)
+			c.gotBytes(n)
 			end += n
 			for start < end {
 				msg, used, serr := c.opt.Framing.split(buf[start:end], max)
@@ -143,8 +138,7 @@ func (c *Conn) readFailed(err error) bool {
 	case closed:
 		return false
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.idle()
-		return true
+		return c.deadlinePassed()
 	case err == io.EOF:
 		c.peerFIN()
 		return false
@@ -152,31 +146,6 @@ func (c *Conn) readFailed(err error) bool {
 		c.closeWith(err)
 		return false
 	}
-}
-
-// idle runs when the idle-timeout read deadline passes: it fires OnTimeout
-// if nothing was written meanwhile either, or moves the deadline on.
-func (c *Conn) idle() {
-	c.mu.Lock()
-	d := time.Duration(c.timeout.Load())
-	if d <= 0 {
-		c.mu.Unlock()
-		return
-	}
-	if left := d - time.Duration(monoNow()-c.lastActive.Load()); left > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(left)) // written to meanwhile
-		c.mu.Unlock()
-		return
-	}
-	c.timerArmed.Store(false) // touch re-arms on the next activity
-	c.nc.SetReadDeadline(time.Time{})
-	c.mu.Unlock()
-	c.trace(TraceTimeout, 0, nil)
-	if c.ev.OnTimeout == nil {
-		c.End()
-		return
-	}
-	c.call(c.ev.OnTimeout)
 }
 
 // peerFIN handles the peer's FIN: OnEnd, then End unless half-open
@@ -201,18 +170,35 @@ func (c *Conn) peerFIN() {
 	}
 }
 
-// waitResumed blocks while the connection is paused; false means it closed.
+// gotBytes accounts for n bytes read.
+func (c *Conn) gotBytes(n int) {
+	c.bytesRead.Add(int64(n))
+	if c.opt.ReadTimeout > 0 {
+		c.lastRead.Store(monoNow())
+	}
+	c.touch()
+	c.trace(TraceRead, n, nil)
+}
+
+// mustWait reports, without a lock, whether reading should stop for now:
+// the connection is paused, or its output is backlogged.
+func (c *Conn) mustWait() bool {
+	return c.paused.Load() || c.backlogged.Load() && !c.opt.ReadDuringBacklog
+}
+
+// waitResumed blocks while the connection is paused or its output is
+// backlogged; false means it closed.
 func (c *Conn) waitResumed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.pausedLock && !c.closed {
+	for (c.pausedLock || c.needDrain && !c.opt.ReadDuringBacklog) && !c.closed {
 		c.cond.Wait()
 	}
 	return !c.closed
 }
 
 func (c *Conn) deliver(p []byte) {
-	if c.ev.OnData == nil {
+	if c.ev.OnData == nil || c.dropInput.Load() {
 		return
 	}
 	c.evMu.Lock()

@@ -60,6 +60,25 @@ type ConnOptions struct {
 	// means DefaultMaxMessage.
 	MaxMessage int
 
+	// ReadTimeout closes the connection with ErrReadTimeout when nothing
+	// has been read for this long, whatever was written: the guard
+	// against a client that connects and sends nothing (slowloris). Zero
+	// means none.
+	ReadTimeout time.Duration
+
+	// WriteTimeout closes the connection with ErrWriteTimeout when queued
+	// output makes no progress for this long: the guard against a peer
+	// that never reads. Zero means none.
+	WriteTimeout time.Duration
+
+	// ReadDuringBacklog keeps reading while queued output is over the
+	// high-water mark. By default a connection stops reading then, until
+	// the output drains, so that a peer that sends but does not read
+	// cannot make this side queue replies without bound. Set it where the
+	// output does not come from the input (a client streaming a file it
+	// also reads replies for), or the two sides can wait on each other.
+	ReadDuringBacklog bool
+
 	// Trace, if set, is called with each event of the connection as it
 	// happens, enriched with the kernel's TCP_INFO on Linux: the handshake,
 	// each read and write, FINs both ways, resets, timeouts, the close. It

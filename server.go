@@ -138,7 +138,9 @@ func (s *Server) Close() error {
 
 // Shutdown stops accepting, then ends every connection gracefully: once a
 // callback running on it returns, its queued output is written, a FIN is
-// sent and the peer's FIN awaited (see Conn.End). It returns when all
+// sent and the peer's FIN awaited (see Conn.End). Input that arrives after
+// that is read and dropped rather than delivered to OnData: every message
+// OnData received could be answered. It returns when all
 // connections have closed, or with ctx's error when ctx is done first;
 // call Close then to cut the rest. Do not call it from a callback: it
 // waits for callbacks to return.
@@ -148,6 +150,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range s.connList() {
 		go func() {
 			c.evMu.Lock() // between callbacks, so a reply in progress goes out first
+			// What arrives from now on is read and dropped, not delivered:
+			// no request is taken that can no longer be answered.
+			c.dropInput.Store(true)
 			c.End()
 			c.evMu.Unlock()
 		}()

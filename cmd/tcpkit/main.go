@@ -34,12 +34,34 @@ var commands = map[string]command{
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	os.Exit(run(signalContext(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// forceKey holds, in a command's context, the channel a second signal
+// closes: the first asks to stop cleanly, the second to stop now.
+type forceKey struct{}
+
+// signalContext returns a context that SIGINT or SIGTERM cancels; a second
+// signal closes its force channel.
+func signalContext() context.Context {
+	force := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), forceKey{}, (<-chan struct{})(force)))
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		<-ctx.Done()
-		stop() // a second signal gets the default action: exit at once
+		<-sigs
+		cancel()
+		<-sigs
+		close(force)
 	}()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	return ctx
+}
+
+// forced returns the channel a second signal closes, or nil (never ready)
+// when the command runs without signals, as in tests.
+func forced(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(forceKey{}).(<-chan struct{})
+	return ch
 }
 
 // run dispatches args[0] to its command and returns the exit code.

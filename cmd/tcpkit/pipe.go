@@ -33,6 +33,10 @@ func (p *pipe) run(ctx context.Context, d *dialer, network, addr string, stdout,
 		// of our output slows the server down rather than filling memory.
 		stdout.Write(b)
 	}}
+	// What we send comes from our input, not from what we read: reading
+	// must go on while our output waits, or an echo server and we would
+	// each wait for the other to read.
+	d.ReadDuringBacklog = true
 	c, err := d.dial(ctx, network, addr, ev)
 	if err != nil {
 		if ctx.Err() != nil {

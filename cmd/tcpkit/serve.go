@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -54,6 +55,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	maxConns := fs.Int("max-conns", 0, "most connections open at once; more are closed at once (0: no limit)")
 	maxPerIP := fs.Int("max-conns-per-ip", 0, "most connections open at once from one client address (0: no limit)")
 	idle := fs.Duration("idle-timeout", 0, "end a connection that sends and receives nothing for this `duration` (0: never)")
+	readTimeout := fs.Duration("read-timeout", 0, "close a connection that sends nothing for this `duration`, even while we write (0: never)")
+	writeTimeout := fs.Duration("write-timeout", 0, "close a connection whose client takes none of our output for this `duration` (0: never)")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long open connections get to end cleanly before they are cut")
 	hexOut := fs.Bool("hex", false, "print messages as a hex dump instead of text")
 	quiet := fs.Bool("quiet", false, "print only the listen line and errors, nothing per connection or message")
@@ -84,8 +87,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageError(stderr, "serve", "unexpected argument %q: give the port with --port", pos[0])
 	case *port < 0 || *port > 65535:
 		return usageError(stderr, "serve", "--port %d is out of range: use 0 to 65535", *port)
-	case *maxMessage <= 0 || *maxConns < 0 || *maxPerIP < 0 || *idle < 0:
-		return usageError(stderr, "serve", "--max-message must be positive; --max-conns, --max-conns-per-ip and --idle-timeout not negative")
+	case *maxMessage <= 0 || *maxConns < 0 || *maxPerIP < 0 || *idle < 0 || *readTimeout < 0 || *writeTimeout < 0 || *drain <= 0:
+		return usageError(stderr, "serve", "--max-message and --drain-timeout must be positive; the limits and timeouts not negative")
 	}
 
 	out := newLineWriter(stdout)
@@ -93,9 +96,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	p := &printer{out: out, quiet: *quiet, hex: *hexOut}
 	srv := &tcpkit.Server{
 		ConnOptions: tcpkit.ConnOptions{
-			IdleTimeout: *idle,
-			Framing:     framing,
-			MaxMessage:  *maxMessage,
+			IdleTimeout:  *idle,
+			ReadTimeout:  *readTimeout,
+			WriteTimeout: *writeTimeout,
+			Framing:      framing,
+			MaxMessage:   *maxMessage,
 		},
 		MaxConns:      *maxConns,
 		MaxConnsPerIP: *maxPerIP,
@@ -115,7 +120,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		srv.Events = discardEvents(p)
 	case "exec":
 		srv.Events = execEvents(p, pos, stderr)
-		srv.AllowHalfOpen = true // the command may answer after the client's FIN
+		srv.AllowHalfOpen = true     // the command may answer after the client's FIN
+		srv.ReadDuringBacklog = true // its input is bounded by its own queue
 	default:
 		return usageError(stderr, "serve", "unknown --mode %q: use reply, echo, discard or exec", *mode)
 	}
@@ -161,20 +167,43 @@ func rejectReason(err error, maxConns, maxPerIP int) string {
 func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain time.Duration, stderr io.Writer) int {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served: // the listener failed for good
-		fmt.Fprintf(stderr, "tcpkit serve: %v\n", err)
-		return exitFail
-	case <-ctx.Done():
+	status, stopStatus := statusSignal()
+	defer stopStatus()
+	for ctx.Err() == nil {
+		select {
+		case err := <-served: // the listener failed for good
+			fmt.Fprintf(stderr, "tcpkit serve: %v\n", err)
+			return exitFail
+		case <-status:
+			fmt.Fprintf(stderr, "tcpkit serve: status: %s\n", statusLine(srv))
+		case <-ctx.Done():
+		}
 	}
 
+	// Stop accepting at once, then give the open connections --drain-timeout
+	// to end cleanly; a second signal cuts them at once.
 	open := srv.Conns()
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if err := srv.Shutdown(dctx); err != nil {
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(dctx) }()
+	var err error
+	select {
+	case err = <-shut:
+	case <-forced(ctx):
+		err = errors.New("a second signal")
+		cancel()
+		<-shut
+	}
+	if err != nil {
 		cut := srv.Conns()
 		srv.Close()
-		fmt.Fprintf(stderr, "tcpkit serve: stopped; %d of %d open connections did not end within --drain-timeout %v and were cut\n", cut, open, drain)
+		<-served
+		why := "did not end within --drain-timeout " + drain.String()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			why = "were still open at a second signal"
+		}
+		fmt.Fprintf(stderr, "tcpkit serve: stopped; %d of %d open connections %s and were cut\n", cut, open, why)
 		return exitFail
 	}
 	<-served
