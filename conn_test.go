@@ -376,3 +376,31 @@ func TestWaitDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The idle timeout also fires when the connection is not reading: half
+// open after the peer's FIN, or paused.
+func TestIdleTimeoutWhileNotReading(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		opt   ConnOptions
+		setup func(c *Conn)
+		peer  func(nc *net.TCPConn)
+	}{
+		{"half open", ConnOptions{AllowHalfOpen: true}, func(c *Conn) {}, func(nc *net.TCPConn) { nc.CloseWrite() }},
+		{"paused", ConnOptions{}, func(c *Conn) { c.Pause() }, func(nc *net.TCPConn) {}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srvRec := newRecorder()
+			tt.opt.IdleTimeout = 50 * time.Millisecond
+			addr := startServer(t, &Server{
+				Events:      srvRec.record(Events{OnConnect: tt.setup, OnTimeout: func(c *Conn) { c.Close() }}),
+				ConnOptions: tt.opt,
+			})
+			nc := rawDial(t, addr)
+			srvRec.wait(t, "connect")
+			tt.peer(nc)
+			srvRec.wait(t, "timeout")
+			srvRec.wait(t, "close false")
+		})
+	}
+}

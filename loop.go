@@ -25,7 +25,9 @@ func (e *PanicError) Error() string { return fmt.Sprintf("tcpkit: panic in callb
 func (c *Conn) run() {
 	c.call(c.ev.OnConnect)
 	c.readLoop()
-	<-c.closing // a half-open connection may stay up long after reading ended
+	c.idleTimerStart() // a half-open connection may stay up long after reading ended
+	<-c.closing
+	c.idleTimerStop()
 	c.flushWG.Wait()
 	c.mu.Lock()
 	if c.linger != nil {
@@ -189,6 +191,8 @@ func (c *Conn) mustWait() bool {
 // waitResumed blocks while the connection is paused or its output is
 // backlogged; false means it closed.
 func (c *Conn) waitResumed() bool {
+	c.idleTimerStart()
+	defer c.idleTimerStop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for (c.pausedLock || c.needDrain && !c.opt.ReadDuringBacklog) && !c.closed {

@@ -73,20 +73,77 @@ func (c *Conn) deadlinePassed() bool {
 		return false
 	}
 	c.mu.Lock()
-	fire := false
-	if d := c.timeout.Load(); d > 0 && c.timerArmed.Load() && now-c.lastActive.Load() >= d {
-		fire = true
-		c.timerArmed.Store(false) // touch re-arms on the next activity
-	}
+	fire := c.idleDueLocked(now)
 	c.armLocked(now)
 	c.mu.Unlock()
 	if fire {
-		c.trace(TraceTimeout, 0, nil)
-		if c.ev.OnTimeout == nil {
-			c.End()
-		} else {
-			c.call(c.ev.OnTimeout)
-		}
+		c.timedOut()
 	}
 	return true
+}
+
+// idleDueLocked reports whether the idle timeout is due, and disarms it
+// if so: it fires once per idle period.
+func (c *Conn) idleDueLocked(now int64) bool {
+	if d := c.timeout.Load(); d > 0 && c.timerArmed.Load() && now-c.lastActive.Load() >= d {
+		c.timerArmed.Store(false) // touch re-arms on the next activity
+		return true
+	}
+	return false
+}
+
+func (c *Conn) timedOut() {
+	c.trace(TraceTimeout, 0, nil)
+	if c.ev.OnTimeout == nil {
+		c.End()
+	} else {
+		c.call(c.ev.OnTimeout)
+	}
+}
+
+// While the connection does not read (paused, backlogged, or half-open
+// after the peer's FIN) no read deadline can pass, so a timer drives the
+// idle timeout instead. The read timeout does not run then: nothing can
+// be read, through no fault of the peer's.
+
+// idleTimerStart starts that timer, if an idle timeout is set.
+func (c *Conn) idleTimerStart() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timeout.Load() > 0 && !c.closed && c.idleTimer == nil {
+		c.idleTimer = time.AfterFunc(c.untilIdleLocked(monoNow()), c.idleTimerFired)
+	}
+}
+
+// idleTimerStop stops it, when reading resumes or the connection closed.
+func (c *Conn) idleTimerStop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+		c.idleTimer = nil
+	}
+}
+
+func (c *Conn) idleTimerFired() {
+	c.mu.Lock()
+	now := monoNow()
+	fire := c.idleTimer != nil && c.idleDueLocked(now)
+	if c.idleTimer != nil && !c.closed {
+		c.idleTimer.Reset(c.untilIdleLocked(now))
+	}
+	c.mu.Unlock()
+	if fire {
+		c.timedOut()
+	}
+}
+
+// untilIdleLocked is how long until the idle timeout is due; after it
+// fired, one period, to look again for activity that re-armed it.
+func (c *Conn) untilIdleLocked(now int64) time.Duration {
+	d := time.Duration(c.timeout.Load())
+	if !c.timerArmed.Load() {
+		return d
+	}
+	return max(time.Duration(c.lastActive.Load()+int64(d)-now), time.Millisecond)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 
 	"tcpkit"
@@ -48,6 +49,12 @@ func explainBroken(err error, peer string) string {
 		return "the " + peer + " reset the connection (ECONNRESET: connection reset by peer)"
 	case errno == syscall.ETIMEDOUT:
 		return "the connection timed out: the " + peer + " stopped acknowledging data (ETIMEDOUT)"
+	case errors.Is(err, tcpkit.ErrMessageTooLarge):
+		return strings.TrimPrefix(err.Error(), "tcpkit: ") + " (--max-message)"
+	case errors.Is(err, tcpkit.ErrReadTimeout):
+		return strings.TrimPrefix(err.Error(), "tcpkit: ") + " (--read-timeout)"
+	case errors.Is(err, tcpkit.ErrWriteTimeout):
+		return strings.TrimPrefix(err.Error(), "tcpkit: ") + " (--write-timeout)"
 	case name != "":
 		return fmt.Sprintf("%v (%s)", errno, name)
 	}
@@ -57,6 +64,7 @@ func explainBroken(err error, peer string) string {
 // explainDial says in plain words why connecting to addr failed.
 func explainDial(addr string, err error) string {
 	var dnsErr *net.DNSError
+	var addrErr *net.AddrError
 	errno, name := errnoOf(err)
 	switch {
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
@@ -67,6 +75,8 @@ func explainDial(addr string, err error) string {
 		return fmt.Sprintf("cannot connect to %s: connection refused, nothing is listening there (ECONNREFUSED)", addr)
 	case errors.Is(err, os.ErrDeadlineExceeded), errno == syscall.ETIMEDOUT:
 		return fmt.Sprintf("cannot connect to %s: no answer in time (ETIMEDOUT)", addr)
+	case errors.As(err, &addrErr):
+		return fmt.Sprintf("cannot connect to %s: %s is not an address of the family asked for (-4/-6)", addr, addrErr.Addr)
 	case name != "":
 		return fmt.Sprintf("cannot connect to %s: %v (%s)", addr, errno, name)
 	}
