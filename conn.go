@@ -63,7 +63,7 @@ type Conn struct {
 	closed      bool
 	err         error // the first error; reported to OnError
 	linger      *time.Timer
-	idleTimer   *time.Timer // drives the idle timeout while the connection does not read
+	idleTimer   *time.Timer   // drives the idle timeout while the connection does not read
 	drained     chan struct{} // closed when needDrain clears or the conn closes; for WaitDrain
 	value       any
 

@@ -5,3 +5,5 @@ go 1.26.0
 require go.uber.org/goleak v1.3.0
 
 require golang.org/x/sys v0.50.0
+
+require github.com/HdrHistogram/hdrhistogram-go v1.4.0 // indirect

@@ -30,6 +30,7 @@ type command struct {
 var commands = map[string]command{
 	"serve":   {serveCmd, "listen for connections, print what arrives, reply (the seed's server)"},
 	"connect": {connectCmd, "connect and send a message every second (the seed's client)"},
+	"bench":   {benchCmd, "load a server and measure it: rate, latency percentiles, errors (tcpkali, hey)"},
 	"ports":   {portsCmd, "list TCP listeners and connections with their processes (lsof -i)"},
 }
 
