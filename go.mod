@@ -6,4 +6,4 @@ require go.uber.org/goleak v1.3.0
 
 require golang.org/x/sys v0.50.0
 
-require github.com/HdrHistogram/hdrhistogram-go v1.4.0 // indirect
+require github.com/HdrHistogram/hdrhistogram-go v1.4.0

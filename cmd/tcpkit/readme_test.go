@@ -16,7 +16,7 @@ func TestReadmeHasEachCommandsFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"serve", "connect", "ports"} {
+	for _, cmd := range []string{"serve", "connect", "ports", "bench"} {
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), []string{cmd, "-h"}, &out, &errOut); code != exitOK {
 			t.Fatalf("%s -h exited %d: %s", cmd, code, errOut.String())
