@@ -15,6 +15,12 @@ type Dialer struct {
 	// LocalAddr is the local address to connect from; nil picks one.
 	LocalAddr net.Addr
 
+	// Handshake, if set, runs on the new connection before it is handed
+	// out: to send a PROXY protocol header, or to complete a TLS
+	// handshake. It returns the connection to use (nc, or one wrapping
+	// it); an error closes nc and fails the Dial.
+	Handshake func(ctx context.Context, nc net.Conn) (net.Conn, error)
+
 	// ConnOptions configure the connections this Dialer opens.
 	ConnOptions
 }
@@ -40,6 +46,14 @@ func (d *Dialer) Dial(ctx context.Context, network, address string, ev Events) (
 	nc, err := nd.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, err
+	}
+	if d.Handshake != nil {
+		hc, err := d.Handshake(ctx, nc)
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		nc = hc
 	}
 	opt := d.ConnOptions // the conn keeps its own copy: d may change later
 	c := newConn(nc, &ev, &opt)

@@ -39,9 +39,18 @@ type Server struct {
 	// address, the same way. Zero means no cap.
 	MaxConnsPerIP int
 
-	// OnReject, if set, is told of each connection closed at once for a
-	// limit: err is ErrTooManyConns or ErrTooManyConnsFromIP. It must not
-	// block.
+	// Handshake, if set, runs on each accepted connection before anything
+	// else, on a goroutine of its own so that a slow peer holds up no
+	// other: to read a PROXY protocol header, or to complete a TLS
+	// handshake. It returns the connection to serve (nc, or one wrapping
+	// it, whose RemoteAddr the limits and callbacks then see). An error
+	// closes nc and goes to OnReject.
+	Handshake func(nc net.Conn) (net.Conn, error)
+
+	// OnReject, if set, is told of each connection closed before it was
+	// served: over a limit (err is ErrTooManyConns or
+	// ErrTooManyConnsFromIP) or failing Handshake (its error). It must
+	// not block.
 	OnReject func(remote net.Addr, err error)
 
 	inShutdown atomic.Bool
@@ -49,8 +58,9 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*Conn]struct{}
-	perIP     map[netip.Addr]int // open connections by client address, kept when MaxConnsPerIP > 0
-	drained   chan struct{}      // closed when conns empties during Shutdown
+	shaking   map[net.Conn]struct{} // accepted, in Handshake
+	perIP     map[netip.Addr]int    // open connections by client address, kept when MaxConnsPerIP > 0
+	drained   chan struct{}         // closed when conns empties during Shutdown
 }
 
 // ListenAndServe listens on s.Addr and serves connections until Shutdown
@@ -92,17 +102,70 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		c := newConn(nc, &s.Events, &s.ConnOptions)
-		if err := s.trackConn(c); err != nil {
-			nc.Close()
-			if s.OnReject != nil && err != ErrServerClosed {
-				s.OnReject(nc.RemoteAddr(), err)
-			}
+		if s.Handshake == nil {
+			s.serveConn(nc)
 			continue
 		}
-		c.trace(TraceConnected, 0, nil)
-		go c.run()
+		if !s.trackShaking(nc, true) {
+			nc.Close()
+			continue
+		}
+		go func() {
+			hc, err := s.Handshake(nc)
+			if !s.trackShaking(nc, false) && err == nil { // Close came first
+				hc.Close()
+				return
+			}
+			if err != nil {
+				nc.Close()
+				s.reject(nc.RemoteAddr(), err)
+				return
+			}
+			s.serveConn(hc)
+		}()
 	}
+}
+
+// serveConn serves an accepted connection, or closes it at once if a
+// limit says no.
+func (s *Server) serveConn(nc net.Conn) {
+	c := newConn(nc, &s.Events, &s.ConnOptions)
+	if err := s.trackConn(c); err != nil {
+		nc.Close()
+		if err != ErrServerClosed {
+			s.reject(nc.RemoteAddr(), err)
+		}
+		return
+	}
+	c.trace(TraceConnected, 0, nil)
+	go c.run()
+}
+
+func (s *Server) reject(remote net.Addr, err error) {
+	if s.OnReject != nil {
+		s.OnReject(remote, err)
+	}
+}
+
+// trackShaking adds nc to, or removes it from, the connections in
+// Handshake. Adding reports false once the server is shutting down;
+// removing, false if Close or Shutdown closed nc meanwhile.
+func (s *Server) trackShaking(nc net.Conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		_, ok := s.shaking[nc]
+		delete(s.shaking, nc)
+		return ok
+	}
+	if s.inShutdown.Load() {
+		return false
+	}
+	if s.shaking == nil {
+		s.shaking = make(map[net.Conn]struct{})
+	}
+	s.shaking[nc] = struct{}{}
+	return true
 }
 
 // retryAccept reports whether an Accept error passes with time: the
@@ -201,6 +264,10 @@ func (s *Server) untrackListener(ln net.Listener) {
 func (s *Server) closeListeners() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for nc := range s.shaking { // not served yet: nothing to end gracefully
+		nc.Close()
+		delete(s.shaking, nc)
+	}
 	var errs []error
 	for ln := range s.listeners {
 		if err := ln.Close(); err != nil {

@@ -78,8 +78,10 @@ func TestTraceSeedScenario(t *testing.T) {
 		if info == nil || info.State != "ESTABLISHED" {
 			t.Errorf("server connected event TCP_INFO %+v, want state ESTABLISHED", info)
 		}
-		if info := srvLog.events[3].Info; info == nil || info.State != "FIN_WAIT1" && info.State != "FIN_WAIT2" {
-			t.Errorf("server fin event TCP_INFO %+v, want FIN_WAIT1 or FIN_WAIT2", info)
+		// After our FIN the state is FIN_WAIT1, or later if the client's
+		// FIN was quick: never ESTABLISHED.
+		if info := srvLog.events[3].Info; info == nil || info.State == "ESTABLISHED" {
+			t.Errorf("server fin event TCP_INFO %+v, want a state past ESTABLISHED", info)
 		}
 	}
 }

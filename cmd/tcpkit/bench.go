@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"time"
@@ -62,6 +63,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	chunk := fs.Int("chunk", 16<<10, "stream: `bytes` per write")
 	echo := fs.Bool("echo", false, "stream: read the echo back and measure that")
 	serverPID := fs.Int("server-pid", 0, "idle: the server's `PID`, to report its memory per connection")
+	sendProxy := fs.String("send-proxy", "", "send a PROXY protocol header, `v1` or v2, on each connection first")
+	proxySrc := fs.String("proxy-src", "", "the client address the PROXY header claims, `IP:PORT` (default: our own)")
 	jsonOut := fs.Bool("json", false, "print the result as JSON, for scripts and merge")
 	report := fs.String("report", "", "also write a self-contained HTML page with latency charts to `FILE`")
 	pos, err := fs.parse(args, stderr)
@@ -100,6 +103,13 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		} else if cfg.Expect, err = unescape(*expect); err != nil {
 			return usageError(stderr, "bench", "--expect: %v", err)
 		}
+	}
+	if *sendProxy != "" {
+		step, err := proxyHeaderStep(*sendProxy, *proxySrc)
+		if err != nil {
+			return usageError(stderr, "bench", "%v", err)
+		}
+		cfg.Prepare = func(nc net.Conn) error { _, err := step(ctx, nc); return err }
 	}
 	if *conns < 1 || *chunk < 1 {
 		return usageError(stderr, "bench", "-c and --chunk must be at least 1")

@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
 	"time"
 
 	"tcpkit"
+	"tcpkit/internal/proxy"
 )
 
 const connectUsage = `Usage: tcpkit connect [flags] [HOST:PORT | PORT | -]
@@ -67,6 +70,11 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	v4 := fs.Bool("4", false, "IPv4 only")
 	v6 := fs.Bool("6", false, "IPv6 only")
 	hexOut := fs.Bool("hex", false, "print received bytes as a hex dump instead of text")
+	useTLS := fs.Bool("tls", false, "speak TLS (1.2 or later), verifying the server's certificate")
+	insecure := fs.Bool("insecure", false, "with --tls, do not verify the server's certificate")
+	caFile := fs.String("ca", "", "with --tls, trust the certificates in this PEM `file` (as made by 'tcpkit cert')")
+	sendProxy := fs.String("send-proxy", "", "first send a PROXY protocol header, `v1` or v2, as a load balancer would")
+	proxySrc := fs.String("proxy-src", "", "the client address the PROXY header claims, `IP:PORT` (default: our own)")
 	trace := fs.Bool("trace", false, "print each TCP event on stderr, explained: handshake, data in and out, FINs, resets, close")
 	traceFormat := fs.String("trace-format", "text", "--trace lines as text or json")
 	pos, err := fs.parse(args, stderr)
@@ -111,6 +119,9 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if tr != nil {
 		d.Trace = tr.event
 	}
+	if d.Handshake, err = clientHandshake(addr, *sendProxy, *proxySrc, *useTLS, *insecure, *caFile); err != nil {
+		return usageError(stderr, "connect", "%v", err)
+	}
 	switch {
 	case *expect != "" || *expectRe != "":
 		chk := &check{send: sendBytes, within: *within}
@@ -142,6 +153,81 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitFail
 	}
 	return cl.loop(ctx, c, []byte(*message), *interval, *count, *timeout, stderr)
+}
+
+// clientHandshake returns what connect does on a new connection before
+// using it: send a PROXY header, then speak TLS; nil if neither.
+func clientHandshake(addr, sendProxy, proxySrc string, useTLS, insecure bool, caFile string) (func(context.Context, net.Conn) (net.Conn, error), error) {
+	var steps []func(context.Context, net.Conn) (net.Conn, error)
+	if sendProxy != "" {
+		step, err := proxyHeaderStep(sendProxy, proxySrc)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, step)
+	}
+	if useTLS {
+		host, _, _ := net.SplitHostPort(addr)
+		cfg, err := clientTLS(host, caFile, insecure)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		steps = append(steps, tlsClientHandshake(cfg))
+	} else if insecure || caFile != "" {
+		return nil, errors.New("--insecure and --ca go with --tls")
+	}
+	if proxySrc != "" && sendProxy == "" {
+		return nil, errors.New("--proxy-src goes with --send-proxy")
+	}
+	if len(steps) == 0 {
+		return nil, nil
+	}
+	return func(ctx context.Context, nc net.Conn) (net.Conn, error) {
+		for _, step := range steps {
+			var err error
+			if nc, err = step(ctx, nc); err != nil {
+				return nil, err
+			}
+		}
+		return nc, nil
+	}, nil
+}
+
+// proxyHeaderStep returns a handshake step that writes a PROXY header of
+// version "v1" or "v2", claiming src ("" for the connection's own).
+func proxyHeaderStep(version, src string) (func(context.Context, net.Conn) (net.Conn, error), error) {
+	v, err := proxyVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	var claimed net.Addr
+	if src != "" {
+		ap, err := netip.ParseAddrPort(src)
+		if err != nil {
+			return nil, fmt.Errorf("--proxy-src %q: want IP:PORT", src)
+		}
+		claimed = net.TCPAddrFromAddrPort(ap)
+	}
+	return func(_ context.Context, nc net.Conn) (net.Conn, error) {
+		from := claimed
+		if from == nil {
+			from = nc.LocalAddr()
+		}
+		if err := proxy.WriteHeader(nc, v, from, nc.RemoteAddr()); err != nil {
+			return nil, fmt.Errorf("sending the PROXY header: %w", err)
+		}
+		return nc, nil
+	}, nil
+}
+
+func proxyVersion(s string) (int, error) {
+	switch s {
+	case "v1", "1":
+		return 1, nil
+	case "v2", "2":
+		return 2, nil
+	}
+	return 0, fmt.Errorf("--send-proxy %q: use v1 or v2", s)
 }
 
 // A dialer is a tcpkit.Dialer whose failures --trace reports too: a

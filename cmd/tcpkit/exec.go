@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -98,7 +99,7 @@ func execEvents(p *printer, argv []string, stderr io.Writer) tcpkit.Events {
 		p.connected(c)
 		ch, err := startChild(c, argv, stderr)
 		if err != nil {
-			p.out.line("error : ", addrString(c.RemoteAddr()), " : cannot run ", argv[0], ": ", err.Error())
+			p.failed(c, fmt.Errorf("cannot run %s: %w", argv[0], err))
 			c.Close()
 			return
 		}

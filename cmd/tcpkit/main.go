@@ -29,6 +29,7 @@ type command struct {
 
 var commands = map[string]command{
 	"serve":   {serveCmd, "listen for connections, print what arrives, reply (the seed's server)"},
+	"cert":    {certCmd, "write a self-signed certificate and key for testing TLS locally"},
 	"connect": {connectCmd, "connect and send a message every second (the seed's client)"},
 	"bench":   {benchCmd, "load a server and measure it: rate, latency percentiles, errors (tcpkali, hey)"},
 	"ports":   {portsCmd, "list TCP listeners and connections with their processes (lsof -i)"},

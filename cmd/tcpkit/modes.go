@@ -1,22 +1,51 @@
 package main
 
 import (
+	"encoding/hex"
+	"log/slog"
 	"net"
 	"strconv"
+	"unicode/utf8"
 
 	"tcpkit"
 )
 
-// A printer writes what serve shows per connection and per message. It
-// prints nothing when quiet, except errors.
+// A printer writes what serve shows per connection and per message: in
+// the seed's words by default, or as log/slog records (--log-format text
+// or json), one per line with the connection's id. It prints nothing
+// when quiet, except errors and rejections.
 type printer struct {
 	out   *lineWriter
+	log   *slog.Logger // nil for the seed's format
 	quiet bool
 	hex   bool
 }
 
+func newPrinter(out *lineWriter, format string, quiet, hexOut bool) *printer {
+	p := &printer{out: out, quiet: quiet, hex: hexOut}
+	switch format {
+	case "text":
+		p.log = slog.New(slog.NewTextHandler(out, nil))
+	case "json":
+		p.log = slog.New(slog.NewJSONHandler(out, nil))
+	}
+	return p
+}
+
+func (p *printer) listening(line string, attrs ...any) {
+	if p.log != nil {
+		p.log.Info(line, attrs...)
+		return
+	}
+	p.out.line(line)
+}
+
 func (p *printer) connected(c *tcpkit.Conn) {
-	if !p.quiet {
+	switch {
+	case p.quiet:
+	case p.log != nil:
+		p.log.Info("connect", "conn", c.ID(), "remote", addrString(c.RemoteAddr()))
+	default:
 		p.out.line("connect address : ", addrString(c.RemoteAddr()))
 	}
 }
@@ -26,6 +55,14 @@ func (p *printer) connected(c *tcpkit.Conn) {
 func (p *printer) message(c *tcpkit.Conn, msg []byte) {
 	switch {
 	case p.quiet:
+	case p.log != nil && p.hex:
+		p.log.Info("message", "conn", c.ID(), "bytes", len(msg), "hex", hex.EncodeToString(msg))
+	case p.log != nil:
+		text := string(msg)
+		if !utf8.ValidString(text) {
+			text = string(appendValidUTF8(nil, msg))
+		}
+		p.log.Info("message", "conn", c.ID(), "bytes", len(msg), "text", text)
 	case p.hex:
 		p.out.hexDump(msg)
 	default:
@@ -34,14 +71,40 @@ func (p *printer) message(c *tcpkit.Conn, msg []byte) {
 }
 
 func (p *printer) failed(c *tcpkit.Conn, err error) {
+	if p.log != nil {
+		p.log.Error("error", "conn", c.ID(), "remote", addrString(c.RemoteAddr()), "error", explainBroken(err, "client"))
+		return
+	}
 	p.out.line("error : ", addrString(c.RemoteAddr()), " : ", explainBroken(err, "client"))
 }
 
+func (p *printer) rejected(remote net.Addr, reason string) {
+	if p.log != nil {
+		p.log.Warn("rejected", "remote", addrString(remote), "reason", reason)
+		return
+	}
+	p.out.line("rejected : ", addrString(remote), " : ", reason)
+}
+
 func (p *printer) timedOut(c *tcpkit.Conn) {
-	if !p.quiet {
+	switch {
+	case p.quiet:
+	case p.log != nil:
+		p.log.Info("idle timeout", "conn", c.ID(), "remote", addrString(c.RemoteAddr()))
+	default:
 		p.out.line("idle timeout : ", addrString(c.RemoteAddr()))
 	}
 	c.End()
+}
+
+func (p *printer) discarded(c *tcpkit.Conn) {
+	switch {
+	case p.quiet:
+	case p.log != nil:
+		p.log.Info("discarded", "conn", c.ID(), "remote", addrString(c.RemoteAddr()), "bytes", c.BytesRead())
+	default:
+		p.out.line("discarded ", strconv.FormatInt(c.BytesRead(), 10), " bytes from ", addrString(c.RemoteAddr()))
+	}
 }
 
 // baseEvents are the events every mode prints the same way.
@@ -78,11 +141,7 @@ func echoEvents(p *printer) tcpkit.Events {
 // discardEvents: read and drop everything; say how much at the close.
 func discardEvents(p *printer) tcpkit.Events {
 	ev := p.baseEvents()
-	ev.OnClose = func(c *tcpkit.Conn, hadError bool) {
-		if !p.quiet {
-			p.out.line("discarded ", strconv.FormatInt(c.BytesRead(), 10), " bytes from ", addrString(c.RemoteAddr()))
-		}
-	}
+	ev.OnClose = func(c *tcpkit.Conn, hadError bool) { p.discarded(c) }
 	return ev
 }
 

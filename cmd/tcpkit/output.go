@@ -46,6 +46,19 @@ func (l *lineWriter) line(parts ...string) {
 	l.mu.Unlock()
 }
 
+// Write appends p, which should end with a newline: for log/slog's
+// handlers, which write one record per call.
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	for len(l.pending) > maxPending && !l.closed {
+		l.cond.Wait()
+	}
+	l.pending = append(l.pending, p...)
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	return len(p), nil
+}
+
 // text appends prefix and p as a line of text: one trailing newline of p
 // is dropped (the line gets its own), and invalid UTF-8 becomes U+FFFD, as
 // Node's Buffer.toString() does.

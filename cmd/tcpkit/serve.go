@@ -7,9 +7,11 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"tcpkit"
+	"tcpkit/internal/proxy"
 )
 
 const serveUsage = `Usage: tcpkit serve [flags] [--mode exec -- CMD [ARGS...]]
@@ -40,109 +42,220 @@ exits 0; a second signal exits at once.
 Flags:
 `
 
+// serveOptions are serve's flags.
+type serveOptions struct {
+	host, unix, mode, reply, frame, traceFormat, logFormat string
+	port, maxMessage, maxConns, maxPerIP                   int
+	v4, v6, reuseport, keepOpen, hex, quiet, trace         bool
+	idle, readTimeout, writeTimeout, drain                 time.Duration
+	proxy                                                  bool
+	proxyFrom, tlsCert, tlsKey, metricsAddr                string
+	argv                                                   []string // exec's command
+}
+
+func (o *serveOptions) define(fs *flagSet) {
+	fs.StringVar(&o.host, "host", "", "listen `address`; empty means every interface, IPv4 and IPv6")
+	fs.IntVar(&o.port, "port", 5000, "listen `port`; 0 picks a free one")
+	fs.StringVar(&o.unix, "unix", "", "listen on a Unix socket at `path` instead of TCP")
+	fs.BoolVar(&o.v4, "4", false, "IPv4 only")
+	fs.BoolVar(&o.v6, "6", false, "IPv6 only")
+	fs.BoolVar(&o.reuseport, "reuseport", false, "let several processes listen on the port (SO_REUSEPORT): the kernel spreads connections over them")
+	fs.StringVar(&o.mode, "mode", "reply", "what to do with messages: reply, echo, discard or exec (see above)")
+	fs.StringVar(&o.reply, "reply", "test", "the `text` sent back for each message in reply mode")
+	fs.BoolVar(&o.keepOpen, "keep-open", false, "reply to every message and keep the connection open, instead of ending it after the first reply")
+	fs.StringVar(&o.frame, "frame", "raw", "what one message is: raw (each read, as Node), line (up to \\n) or len32 (4-byte big-endian length prefix)")
+	fs.IntVar(&o.maxMessage, "max-message", tcpkit.DefaultMaxMessage, "largest message in `bytes` for line and len32 framing; a larger one closes the connection")
+	fs.IntVar(&o.maxConns, "max-conns", 0, "most connections open at once; more are closed at once (0: no limit)")
+	fs.IntVar(&o.maxPerIP, "max-conns-per-ip", 0, "most connections open at once from one client address (0: no limit)")
+	fs.DurationVar(&o.idle, "idle-timeout", 0, "end a connection that sends and receives nothing for this `duration` (0: never)")
+	fs.DurationVar(&o.readTimeout, "read-timeout", 0, "close a connection that sends nothing for this `duration`, even while we write (0: never)")
+	fs.DurationVar(&o.writeTimeout, "write-timeout", 0, "close a connection whose client takes none of our output for this `duration` (0: never)")
+	fs.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long open connections get to end cleanly before they are cut")
+	fs.BoolVar(&o.proxy, "proxy-protocol", false, "every connection must start with a PROXY protocol header (v1 or v2) from a load balancer; the client's address is taken from it")
+	fs.StringVar(&o.proxyFrom, "proxy-protocol-from", "", "with --proxy-protocol, the balancers' addresses: comma-separated `CIDRs`; others are rejected (empty: any)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate `file` (PEM); with --tls-key")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "the TLS certificate's key `file` (PEM)")
+	fs.StringVar(&o.metricsAddr, "metrics", "", "serve Prometheus metrics on /metrics and health on /healthz at this `address` (host:port)")
+	fs.StringVar(&o.logFormat, "log-format", "seed", "per-connection lines: seed (the tutorial's), or text or json (log/slog records with the connection id)")
+	fs.BoolVar(&o.hex, "hex", false, "print messages as a hex dump instead of text")
+	fs.BoolVar(&o.quiet, "quiet", false, "print only the listen line and errors, nothing per connection or message")
+	fs.BoolVar(&o.trace, "trace", false, "print each TCP event on stderr, explained: handshake, data in and out, FINs, resets, close")
+	fs.StringVar(&o.traceFormat, "trace-format", "text", "--trace lines as text or json")
+}
+
+// check reports a usage error in o.
+func (o *serveOptions) check() error {
+	switch {
+	case o.mode == "exec" && len(o.argv) == 0:
+		return errors.New("--mode exec needs a command after --, as in: --mode exec -- cat")
+	case o.mode != "exec" && len(o.argv) > 0:
+		return fmt.Errorf("unexpected argument %q: give the port with --port", o.argv[0])
+	case o.port < 0 || o.port > 65535:
+		return fmt.Errorf("--port %d is out of range: use 0 to 65535", o.port)
+	case o.maxMessage <= 0 || o.maxConns < 0 || o.maxPerIP < 0 || o.idle < 0 || o.readTimeout < 0 || o.writeTimeout < 0 || o.drain <= 0:
+		return errors.New("--max-message and --drain-timeout must be positive; the limits and timeouts not negative")
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return errors.New("give both --tls-cert and --tls-key, or neither")
+	case o.proxyFrom != "" && !o.proxy:
+		return errors.New("--proxy-protocol-from goes with --proxy-protocol")
+	case o.v4 && o.v6:
+		return errors.New("-4 and -6 exclude each other")
+	case o.logFormat != "seed" && o.logFormat != "text" && o.logFormat != "json":
+		return fmt.Errorf("--log-format %q: use seed, text or json", o.logFormat)
+	case o.unix != "" && (o.reuseport || o.proxy):
+		return errors.New("--unix does not go with --reuseport or --proxy-protocol")
+	}
+	return nil
+}
+
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("serve", serveUsage, stdout)
-	host := fs.String("host", "", "listen `address`; empty means every interface, IPv4 and IPv6")
-	port := fs.Int("port", 5000, "listen `port`; 0 picks a free one")
-	unixPath := fs.String("unix", "", "listen on a Unix socket at `path` instead of TCP")
-	v4 := fs.Bool("4", false, "IPv4 only")
-	v6 := fs.Bool("6", false, "IPv6 only")
-	mode := fs.String("mode", "reply", "what to do with messages: reply, echo, discard or exec (see above)")
-	reply := fs.String("reply", "test", "the `text` sent back for each message in reply mode")
-	keepOpen := fs.Bool("keep-open", false, "reply to every message and keep the connection open, instead of ending it after the first reply")
-	frame := fs.String("frame", "raw", "what one message is: raw (each read, as Node), line (up to \\n) or len32 (4-byte big-endian length prefix)")
-	maxMessage := fs.Int("max-message", tcpkit.DefaultMaxMessage, "largest message in `bytes` for line and len32 framing; a larger one closes the connection")
-	maxConns := fs.Int("max-conns", 0, "most connections open at once; more are closed at once (0: no limit)")
-	maxPerIP := fs.Int("max-conns-per-ip", 0, "most connections open at once from one client address (0: no limit)")
-	idle := fs.Duration("idle-timeout", 0, "end a connection that sends and receives nothing for this `duration` (0: never)")
-	readTimeout := fs.Duration("read-timeout", 0, "close a connection that sends nothing for this `duration`, even while we write (0: never)")
-	writeTimeout := fs.Duration("write-timeout", 0, "close a connection whose client takes none of our output for this `duration` (0: never)")
-	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long open connections get to end cleanly before they are cut")
-	hexOut := fs.Bool("hex", false, "print messages as a hex dump instead of text")
-	quiet := fs.Bool("quiet", false, "print only the listen line and errors, nothing per connection or message")
-	trace := fs.Bool("trace", false, "print each TCP event on stderr, explained: handshake, data in and out, FINs, resets, close")
-	traceFormat := fs.String("trace-format", "text", "--trace lines as text or json")
+	var o serveOptions
+	o.define(fs)
 	pos, err := fs.parse(args, stderr)
 	if err != nil {
 		return flagExit(err)
 	}
+	o.argv = pos
+	if err := o.check(); err != nil {
+		return usageError(stderr, "serve", "%v", err)
+	}
 	var tr *tracer
-	if *trace {
-		if tr, err = newTracer(stderr, *traceFormat, "client"); err != nil {
+	if o.trace {
+		if tr, err = newTracer(stderr, o.traceFormat, "client"); err != nil {
 			return usageError(stderr, "serve", "%v", err)
 		}
 	}
-	framing, err := tcpkit.ParseFraming(*frame)
-	if err != nil {
-		return usageError(stderr, "serve", "--frame: %v", err)
+	out := newLineWriter(stdout)
+	defer out.Close()
+	p := newPrinter(out, o.logFormat, o.quiet, o.hex)
+	var m *metrics
+	if o.metricsAddr != "" {
+		m = newMetrics()
 	}
-	network, err := family(*v4, *v6)
+	srv, err := o.server(p, tr, m, stderr)
 	if err != nil {
 		return usageError(stderr, "serve", "%v", err)
 	}
-	switch {
-	case *mode == "exec" && len(pos) == 0:
-		return usageError(stderr, "serve", "--mode exec needs a command after --, as in: --mode exec -- cat")
-	case *mode != "exec" && len(pos) > 0:
-		return usageError(stderr, "serve", "unexpected argument %q: give the port with --port", pos[0])
-	case *port < 0 || *port > 65535:
-		return usageError(stderr, "serve", "--port %d is out of range: use 0 to 65535", *port)
-	case *maxMessage <= 0 || *maxConns < 0 || *maxPerIP < 0 || *idle < 0 || *readTimeout < 0 || *writeTimeout < 0 || *drain <= 0:
-		return usageError(stderr, "serve", "--max-message and --drain-timeout must be positive; the limits and timeouts not negative")
-	}
 
-	out := newLineWriter(stdout)
-	defer out.Close()
-	p := &printer{out: out, quiet: *quiet, hex: *hexOut}
+	ln, line, err := o.listen(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "tcpkit serve: %v\n", err)
+		return exitFail
+	}
+	if m != nil {
+		mln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "tcpkit serve: --metrics: %s\n", explainListen(o.metricsAddr, 0, err))
+			return exitFail
+		}
+		mctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		go m.serve(mctx, mln)
+		line += " (metrics on http://" + mln.Addr().String() + "/metrics)"
+	}
+	p.listening(line)
+	return runServer(ctx, srv, ln, o.drain, m, stderr)
+}
+
+// server builds the tcpkit.Server that o describes.
+func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writer) (*tcpkit.Server, error) {
+	framing, err := tcpkit.ParseFraming(o.frame)
+	if err != nil {
+		return nil, fmt.Errorf("--frame: %w", err)
+	}
 	srv := &tcpkit.Server{
 		ConnOptions: tcpkit.ConnOptions{
-			IdleTimeout:  *idle,
-			ReadTimeout:  *readTimeout,
-			WriteTimeout: *writeTimeout,
+			IdleTimeout:  o.idle,
+			ReadTimeout:  o.readTimeout,
+			WriteTimeout: o.writeTimeout,
 			Framing:      framing,
-			MaxMessage:   *maxMessage,
+			MaxMessage:   o.maxMessage,
 		},
-		MaxConns:      *maxConns,
-		MaxConnsPerIP: *maxPerIP,
+		MaxConns:      o.maxConns,
+		MaxConnsPerIP: o.maxPerIP,
 		OnReject: func(remote net.Addr, err error) {
-			out.line("rejected : ", addrString(remote), " : ", rejectReason(err, *maxConns, *maxPerIP))
+			p.rejected(remote, rejectReason(err, o.maxConns, o.maxPerIP))
+			if m != nil {
+				m.reject(err)
+			}
 		},
 	}
 	if tr != nil {
 		srv.Trace = tr.event
 	}
-	switch *mode {
+	switch o.mode {
 	case "reply":
-		srv.Events = replyEvents(p, []byte(*reply), *keepOpen)
+		srv.Events = replyEvents(p, []byte(o.reply), o.keepOpen)
 	case "echo":
 		srv.Events = echoEvents(p)
 	case "discard":
 		srv.Events = discardEvents(p)
 	case "exec":
-		srv.Events = execEvents(p, pos, stderr)
+		srv.Events = execEvents(p, o.argv, stderr)
 		srv.AllowHalfOpen = true     // the command may answer after the client's FIN
 		srv.ReadDuringBacklog = true // its input is bounded by its own queue
 	default:
-		return usageError(stderr, "serve", "unknown --mode %q: use reply, echo, discard or exec", *mode)
+		return nil, fmt.Errorf("unknown --mode %q: use reply, echo, discard or exec", o.mode)
+	}
+	if m != nil {
+		srv.Events = m.wrap(srv.Events)
 	}
 
-	var ln net.Listener
-	if *unixPath != "" {
-		if ln, err = listenUnix(ctx, *unixPath); err != nil {
-			fmt.Fprintf(stderr, "tcpkit serve: cannot listen on %s: %v\n", *unixPath, err)
-			return exitFail
+	// Before a connection is served: its PROXY header, then TLS.
+	var steps []func(net.Conn) (net.Conn, error)
+	if o.proxy {
+		from, err := proxy.ParseFrom(strings.Split(o.proxyFrom, ","))
+		if err != nil {
+			return nil, fmt.Errorf("--proxy-protocol-from: %w", err)
 		}
-		out.line("listen on ", *unixPath)
-	} else {
-		addr := net.JoinHostPort(*host, strconv.Itoa(*port))
-		var lc net.ListenConfig
-		if ln, err = lc.Listen(ctx, network, addr); err != nil {
-			fmt.Fprintf(stderr, "tcpkit serve: %s\n", explainListen(addr, *port, err))
-			return exitFail
-		}
-		out.line(listenLine(ln, *host))
+		steps = append(steps, (&proxy.Policy{From: from}).Handshake)
 	}
-	return runServer(ctx, srv, ln, *drain, stderr)
+	if o.tlsCert != "" {
+		cfg, err := serverTLS(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, tlsServerHandshake(cfg))
+	}
+	if len(steps) > 0 {
+		srv.Handshake = func(nc net.Conn) (net.Conn, error) {
+			for _, step := range steps {
+				var err error
+				if nc, err = step(nc); err != nil {
+					return nil, err
+				}
+			}
+			return nc, nil
+		}
+	}
+	return srv, nil
+}
+
+// listen opens o's listener and returns it with its listen line.
+func (o *serveOptions) listen(ctx context.Context) (net.Listener, string, error) {
+	if o.unix != "" {
+		ln, err := listenUnix(ctx, o.unix)
+		if err != nil {
+			return nil, "", fmt.Errorf("cannot listen on %s: %w", o.unix, err)
+		}
+		return ln, "listen on " + o.unix, nil
+	}
+	network, err := family(o.v4, o.v6)
+	if err != nil {
+		return nil, "", err
+	}
+	addr := net.JoinHostPort(o.host, strconv.Itoa(o.port))
+	var lc net.ListenConfig
+	if o.reuseport {
+		lc.Control = reusePort
+	}
+	ln, err := lc.Listen(ctx, network, addr)
+	if err != nil {
+		return nil, "", errors.New(explainListen(addr, o.port, err))
+	}
+	return ln, listenLine(ln, o.host), nil
 }
 
 // listenLine is the seed's "listen on port 5000", naming the host when
@@ -156,15 +269,18 @@ func listenLine(ln net.Listener, host string) string {
 }
 
 func rejectReason(err error, maxConns, maxPerIP int) string {
-	if err == tcpkit.ErrTooManyConnsFromIP {
+	switch {
+	case errors.Is(err, tcpkit.ErrTooManyConnsFromIP):
 		return "too many connections from this address (--max-conns-per-ip " + strconv.Itoa(maxPerIP) + ")"
+	case errors.Is(err, tcpkit.ErrTooManyConns):
+		return "too many connections (--max-conns " + strconv.Itoa(maxConns) + ")"
 	}
-	return "too many connections (--max-conns " + strconv.Itoa(maxConns) + ")"
+	return err.Error()
 }
 
 // runServer serves ln until ctx is done, then shuts down gracefully,
 // giving open connections drain to end.
-func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain time.Duration, stderr io.Writer) int {
+func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain time.Duration, m *metrics, stderr io.Writer) int {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	status, stopStatus := statusSignal()
@@ -182,6 +298,9 @@ func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain t
 
 	// Stop accepting at once, then give the open connections --drain-timeout
 	// to end cleanly; a second signal cuts them at once.
+	if m != nil {
+		m.draining.Store(true) // /healthz says so from now on
+	}
 	open := srv.Conns()
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()

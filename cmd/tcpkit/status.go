@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/metrics"
+	rtmetrics "runtime/metrics"
 
 	"tcpkit"
 )
@@ -16,8 +16,8 @@ func statusLine(srv *tcpkit.Server) string {
 	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
 		fds = fmt.Sprint(len(ents))
 	}
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(sample)
+	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	rtmetrics.Read(sample)
 	heap := float64(sample[0].Value.Uint64()) / (1 << 20)
 	return fmt.Sprintf("%s, %d goroutines, %s open fds, %.1f MiB heap",
 		plural(srv.Conns(), "open connection"), runtime.NumGoroutine(), fds, heap)

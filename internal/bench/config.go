@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 )
@@ -80,6 +81,10 @@ type Config struct {
 	Echo      bool // stream: read the echo back and count it
 
 	ServerPID int // idle: the server's process, to read its memory per connection
+
+	// Prepare, if set, runs on each new connection before its first
+	// exchange, as sending a PROXY protocol header; an error fails it.
+	Prepare func(nc net.Conn) error
 }
 
 // DefaultMessage is what the seed's client sends.

@@ -167,7 +167,9 @@ func (r *runner) dial(w int) net.Conn {
 	for {
 		nc, err := d.Dial("tcp", r.cfg.Addr)
 		if err == nil {
-			return nc
+			if err = r.prepare(nc); err == nil {
+				return nc
+			}
 		}
 		r.rec.fail(w, 1, err) // a failed connect counts while measuring
 		select {
@@ -176,6 +178,18 @@ func (r *runner) dial(w int) net.Conn {
 		case <-time.After(10 * time.Millisecond): // a refused or full server: do not spin
 		}
 	}
+}
+
+// prepare runs Config.Prepare on a new connection, closing it on failure.
+func (r *runner) prepare(nc net.Conn) error {
+	if r.cfg.Prepare == nil {
+		return nil
+	}
+	if err := r.cfg.Prepare(nc); err != nil {
+		nc.Close()
+		return err
+	}
+	return nil
 }
 
 // pingpong: one request outstanding per connection.
@@ -272,6 +286,9 @@ func (r *runner) oneshot(w int) {
 			start = due
 		}
 		nc, err := d.Dial("tcp", r.cfg.Addr)
+		if err == nil {
+			err = r.prepare(nc)
+		}
 		if err != nil {
 			r.rec.fail(w, seq, err)
 			continue

@@ -88,6 +88,9 @@ func (r *runner) idle(ctx context.Context) (*Result, error) {
 				}
 				start := time.Now()
 				nc, err := dl.DialContext(ctx, "tcp", r.cfg.Addr)
+				if err == nil {
+					err = r.prepare(nc)
+				}
 				if err != nil {
 					r.rec.fail(i, 1, err)
 					continue
