@@ -32,30 +32,36 @@ func newLineWriter(w io.Writer) *lineWriter {
 	return l
 }
 
-// line appends the concatenation of parts and a newline.
-func (l *lineWriter) line(parts ...string) {
+// lockRoom locks l once there is room for more output.
+func (l *lineWriter) lockRoom() {
 	l.mu.Lock()
 	for len(l.pending) > maxPending && !l.closed {
 		l.cond.Wait()
 	}
+}
+
+// unlockWake tells the writer goroutine there is output, and unlocks.
+func (l *lineWriter) unlockWake() {
+	l.cond.Broadcast()
+	l.mu.Unlock()
+}
+
+// line appends the concatenation of parts and a newline.
+func (l *lineWriter) line(parts ...string) {
+	l.lockRoom()
 	for _, p := range parts {
 		l.pending = append(l.pending, p...)
 	}
 	l.pending = append(l.pending, '\n')
-	l.cond.Broadcast()
-	l.mu.Unlock()
+	l.unlockWake()
 }
 
 // Write appends p, which should end with a newline: for log/slog's
 // handlers, which write one record per call.
 func (l *lineWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	for len(l.pending) > maxPending && !l.closed {
-		l.cond.Wait()
-	}
+	l.lockRoom()
 	l.pending = append(l.pending, p...)
-	l.cond.Broadcast()
-	l.mu.Unlock()
+	l.unlockWake()
 	return len(p), nil
 }
 
@@ -69,10 +75,7 @@ func (l *lineWriter) text(prefix string, p []byte) {
 			p = p[:n-2]
 		}
 	}
-	l.mu.Lock()
-	for len(l.pending) > maxPending && !l.closed {
-		l.cond.Wait()
-	}
+	l.lockRoom()
 	l.pending = append(l.pending, prefix...)
 	if utf8.Valid(p) {
 		l.pending = append(l.pending, p...)
@@ -80,20 +83,15 @@ func (l *lineWriter) text(prefix string, p []byte) {
 		l.pending = appendValidUTF8(l.pending, p)
 	}
 	l.pending = append(l.pending, '\n')
-	l.cond.Broadcast()
-	l.mu.Unlock()
+	l.unlockWake()
 }
 
 // hexDump appends p as a hex dump with offsets from the start of p, in
 // the layout of hexdump -C.
 func (l *lineWriter) hexDump(p []byte) {
-	l.mu.Lock()
-	for len(l.pending) > maxPending && !l.closed {
-		l.cond.Wait()
-	}
+	l.lockRoom()
 	l.pending = append(l.pending, hex.Dump(p)...)
-	l.cond.Broadcast()
-	l.mu.Unlock()
+	l.unlockWake()
 }
 
 // appendValidUTF8 appends p with each ill-formed sequence replaced by

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"time"
 
 	"tcpkit"
 )
@@ -49,13 +48,7 @@ func (p *pipe) run(ctx context.Context, d *dialer, network, addr string, stdout,
 	select {
 	case <-c.Done():
 	case <-ctx.Done(): // Ctrl-C: end cleanly
-		c.End()
-		select {
-		case <-c.Done():
-		case <-time.After(closeWait):
-			c.Close()
-			<-c.Done()
-		}
+		finish(c)
 	}
 	if err := c.Err(); err != nil {
 		fmt.Fprintf(stderr, "tcpkit connect: %s\n", explainBroken(err, "server"))
