@@ -4,8 +4,13 @@ import (
 	"encoding/hex"
 	"io"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
+
+// batchDelay is how long the writer goroutine lets lines gather before it
+// writes them: short enough that a person sees no lag.
+const batchDelay = 2 * time.Millisecond
 
 // maxPending bounds the output a lineWriter holds: past it, writers wait
 // for the terminal or pipe to catch up rather than losing lines.
@@ -21,6 +26,7 @@ type lineWriter struct {
 	mu      sync.Mutex
 	cond    *sync.Cond // on mu: pending was written, or a writer waits
 	pending []byte
+	awake   bool // the writer goroutine was woken and has not written yet
 	closed  bool
 	done    chan struct{}
 }
@@ -41,8 +47,14 @@ func (l *lineWriter) lockRoom() {
 }
 
 // unlockWake tells the writer goroutine there is output, and unlocks.
+// Only the first line after a write wakes it: it collects the lines that
+// follow for a moment (batchDelay) and writes them together, so a busy
+// server makes one write system call per batch, not one per message.
 func (l *lineWriter) unlockWake() {
-	l.cond.Broadcast()
+	if !l.awake {
+		l.awake = true
+		l.cond.Broadcast()
+	}
 	l.mu.Unlock()
 }
 
@@ -161,6 +173,12 @@ func (l *lineWriter) loop() {
 			l.mu.Unlock()
 			return
 		}
+		if !l.closed && len(l.pending) < maxPending/16 {
+			l.mu.Unlock()
+			time.Sleep(batchDelay) // let more lines gather
+			l.mu.Lock()
+		}
+		l.awake = false
 		buf, l.pending = l.pending, buf[:0]
 		l.cond.Broadcast() // room again for waiting writers
 		l.mu.Unlock()
