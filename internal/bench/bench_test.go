@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -325,5 +326,22 @@ func TestPingPongDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per exchange, want 0", allocs)
+	}
+}
+
+// The whole pingpong loop, generator and (in-process) server together,
+// allocates next to nothing per exchange in steady state.
+func TestPingPongLoopAllocations(t *testing.T) {
+	var n atomic.Int64
+	addr := serve(t, counting(&n))
+	run(t, Config{Mode: PingPong, Addr: addr, Conns: 4, Exchanges: 2000, Duration: 30 * time.Second}) // warm up
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	res := run(t, Config{Mode: PingPong, Addr: addr, Conns: 4, Exchanges: 50000, Duration: 60 * time.Second})
+	runtime.ReadMemStats(&after)
+	perExchange := float64(after.Mallocs-before.Mallocs) / float64(res.Exchanges)
+	t.Logf("%.3f allocations per exchange over %d", perExchange, res.Exchanges)
+	if perExchange > 0.05 { // the run's fixed costs spread over 50,000 exchanges
+		t.Errorf("%.3f allocations per exchange, want ~0", perExchange)
 	}
 }

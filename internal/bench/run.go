@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,8 +58,15 @@ func Run(ctx context.Context, cfg Config, progress func(Point)) (*Result, error)
 		startMeasuring() // before the first exchange, so that -n counts them all
 	}
 	r.t0 = time.Now()
-	for w := range cfg.conns() {
-		wg.Go(func() { r.work(w) })
+	if r.epollLoops() {
+		loops := min(runtime.GOMAXPROCS(0), cfg.conns())
+		for l := range loops {
+			wg.Go(func() { r.pingpongLoop(l, loops) })
+		}
+	} else {
+		for w := range cfg.conns() {
+			wg.Go(func() { r.work(w) })
+		}
 	}
 	if cfg.Warmup > 0 {
 		select {
@@ -105,6 +113,24 @@ loop:
 // it was due (the zero time in a closed loop), or ok false when the run is
 // over.
 func (r *runner) next(worker int, own *int64) (seq int64, due time.Time, ok bool) {
+	if seq, due, ok = r.take(worker, own); !ok {
+		return 0, time.Time{}, false
+	}
+	if wait := time.Until(due); !due.IsZero() && wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-r.stop:
+			t.Stop()
+			return 0, time.Time{}, false
+		}
+	}
+	return seq, due, true
+}
+
+// take is next without the wait: it returns the next exchange's number
+// and when it is due, which may be later.
+func (r *runner) take(worker int, own *int64) (seq int64, due time.Time, ok bool) {
 	select {
 	case <-r.stop:
 		return 0, time.Time{}, false
@@ -126,17 +152,7 @@ func (r *runner) next(worker int, own *int64) (seq int64, due time.Time, ok bool
 		slot = *own // each connection its own schedule, staggered
 		*own++
 	}
-	due = r.t0.Add(time.Duration(slot*r.interval + int64(worker)*r.stagger()))
-	if wait := time.Until(due); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-r.stop:
-			t.Stop()
-			return 0, time.Time{}, false
-		}
-	}
-	return seq, due, true
+	return seq, r.t0.Add(time.Duration(slot*r.interval + int64(worker)*r.stagger())), true
 }
 
 // stagger spreads the per-connection schedules over one interval, so
@@ -146,6 +162,16 @@ func (r *runner) stagger() int64 {
 		return 0
 	}
 	return r.interval / int64(r.cfg.conns())
+}
+
+// goroutineWorkers runs connections l, l+loops... on a goroutine each,
+// and waits for them.
+func (r *runner) goroutineWorkers(l, loops int) {
+	var wg sync.WaitGroup
+	for w := l; w < r.cfg.conns(); w += loops {
+		wg.Go(func() { r.work(w) })
+	}
+	wg.Wait()
 }
 
 // work runs one connection's worth of load.
