@@ -52,6 +52,7 @@ type Conn struct {
 	cond        *sync.Cond // on mu: reading may resume, or the conn closed
 	out         []byte     // queued output not yet handed to the kernel
 	spare       []byte     // the other half of the output double buffer
+	inflight    int        // bytes flush took from out and has not written yet
 	flushing    bool       // a flush goroutine owns the write side until out is empty
 	needDrain   bool       // out went over the high-water mark; OnDrain is due
 	ending      bool       // End was called, or implied by the peer's FIN
@@ -289,7 +290,7 @@ func (c *Conn) writeErrLocked() error {
 func (c *Conn) Buffered() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.out)
+	return len(c.out) + c.inflight
 }
 
 // NeedDrain reports whether the queued output went over the high-water
@@ -356,9 +357,11 @@ func (c *Conn) flush() {
 	for len(c.out) > 0 && !c.closed {
 		buf := c.out
 		c.out, c.spare = c.spare[:0], nil
+		c.inflight = len(buf)
 		c.mu.Unlock()
 		c.writeOut(buf)
 		c.mu.Lock()
+		c.inflight = 0
 		if cap(buf) <= MaxReadBufferSize { // keep a modest buffer for next time
 			c.spare = buf[:0]
 		}
@@ -395,6 +398,9 @@ func (c *Conn) writeOut(buf []byte) {
 		}
 		n, err := c.nc.Write(chunk)
 		if n > 0 {
+			c.mu.Lock()
+			c.inflight -= n
+			c.mu.Unlock()
 			c.bytesWritten.Add(int64(n))
 			c.touch()
 			c.trace(TraceWrite, n, nil)

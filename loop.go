@@ -202,11 +202,14 @@ func (c *Conn) waitResumed() bool {
 }
 
 func (c *Conn) deliver(p []byte) {
-	if c.ev.OnData == nil || c.dropInput.Load() {
+	if c.ev.OnData == nil {
 		return
 	}
 	c.evMu.Lock()
 	defer c.evMu.Unlock()
+	if c.dropInput.Load() { // checked under evMu: Shutdown sets it under evMu
+		return
+	}
 	defer c.recoverPanic()
 	c.ev.OnData(c, p)
 }

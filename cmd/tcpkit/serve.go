@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -155,8 +156,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		go m.serve(mctx, mln)
 		line += " (metrics on http://" + mln.Addr().String() + "/metrics)"
 	}
+	// SIGUSR1 is caught before anyone can know our port and send it.
+	status, stopStatus := statusSignal()
+	defer stopStatus()
 	p.listening(line)
-	return runServer(ctx, srv, ln, o.drain, m, stderr)
+	return runServer(ctx, srv, ln, o.drain, m, status, stderr)
 }
 
 // server builds the tcpkit.Server that o describes.
@@ -280,11 +284,9 @@ func rejectReason(err error, maxConns, maxPerIP int) string {
 
 // runServer serves ln until ctx is done, then shuts down gracefully,
 // giving open connections drain to end.
-func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain time.Duration, m *metrics, stderr io.Writer) int {
+func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain time.Duration, m *metrics, status <-chan os.Signal, stderr io.Writer) int {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	status, stopStatus := statusSignal()
-	defer stopStatus()
 	for ctx.Err() == nil {
 		select {
 		case err := <-served: // the listener failed for good
