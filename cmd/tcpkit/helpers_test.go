@@ -26,6 +26,11 @@ const waitFor = 5 * time.Second
 // tcpkitBin is the tcpkit binary TestMain builds for the tests.
 var tcpkitBin string
 
+// tcpkitTimingBin is the same built without the race detector, for the
+// few tests that assert latencies: the detector slows the server down
+// several times, which says nothing about tcpkit's latency.
+var tcpkitTimingBin string
+
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
 func testMain(m *testing.M) int {
@@ -48,6 +53,16 @@ func testMain(m *testing.M) int {
 	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "building tcpkit: %v\n", err)
 		return 1
+	}
+	tcpkitTimingBin = tcpkitBin
+	if raceEnabled {
+		tcpkitTimingBin = filepath.Join(dir, "tcpkit-timing")
+		build := exec.Command(goTool(), "build", "-o", tcpkitTimingBin, ".")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building tcpkit: %v\n", err)
+			return 1
+		}
 	}
 	return m.Run()
 }
@@ -161,7 +176,7 @@ type proc struct {
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(name, args...)
-	if name == tcpkitBin {
+	if name == tcpkitBin || name == tcpkitTimingBin {
 		cmd.Env = tcpkitEnv()
 	}
 	outR, err := cmd.StdoutPipe()
@@ -259,7 +274,18 @@ func (p *proc) signal(t testing.TB, sig os.Signal) {
 // "listen on port N at HOST".
 func serveOn(t testing.TB, host string, args ...string) (*proc, int) {
 	t.Helper()
-	p := startTcpkit(t, append([]string{"serve", "--port", "0", "--host", host}, args...)...)
+	return serveBin(t, tcpkitBin, host, args...)
+}
+
+// serveTiming is serve with the binary built for latency assertions.
+func serveTiming(t testing.TB, args ...string) (*proc, int) {
+	t.Helper()
+	return serveBin(t, tcpkitTimingBin, "127.0.0.1", args...)
+}
+
+func serveBin(t testing.TB, bin, host string, args ...string) (*proc, int) {
+	t.Helper()
+	p := start(t, bin, append([]string{"serve", "--port", "0", "--host", host}, args...)...)
 	line := p.stdout.waitPrefix(t, "listen on port ", waitFor)
 	port, ok := strings.CutPrefix(line, "listen on port ")
 	port, ok2 := strings.CutSuffix(port, " at "+host)

@@ -223,7 +223,8 @@ func TestSlowlorisCLI(t *testing.T) {
 		maxLatency  = 100 * time.Millisecond
 		period      = 50 * time.Millisecond
 	)
-	srv, port := serve(t, "--quiet", "--read-timeout", readTimeout.String())
+	// Latencies are asserted: the server runs without the race detector.
+	srv, port := serveTiming(t, "--quiet", "--read-timeout", readTimeout.String())
 	target := addr(port)
 
 	// The normal client: an exchange every 50 ms until told to stop.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -147,6 +148,12 @@ func capture(t *testing.T, port int) *wire {
 	w.p = start(t, tshark(t), "-l", "-i", "lo", "-f", "tcp port "+strconv.Itoa(port),
 		"-T", "fields", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.flags.syn", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset")
 	w.p.stderr.waitMatch(t, "Capture started", func(l string) bool { return strings.Contains(l, "Capture started") }, waitFor)
+	// SIGINT, not the SIGKILL of start's cleanup: tshark then stops its
+	// dumpcap child, which would otherwise keep the output pipe open.
+	t.Cleanup(func() {
+		w.p.signal(t, syscall.SIGINT)
+		w.p.wait(t, waitFor)
+	})
 	w.sync(t)
 	return w
 }
