@@ -76,22 +76,25 @@ type Conn struct {
 	// event. It is taken before mu, never after.
 	traceMu sync.Mutex
 
-	closing chan struct{} // closed when closed becomes true
-	done    chan struct{} // closed after OnClose returned
-	flushWG sync.WaitGroup
-	onDone  func(*Conn) // the Server's bookkeeping; nil for dialed conns
+	closing   chan struct{} // closed when closed becomes true
+	done      chan struct{} // closed after OnClose returned
+	firstData chan struct{} // closed after the first OnData returned
+	delivered bool          // firstData is closed; used by the reading goroutine only
+	flushWG   sync.WaitGroup
+	onDone    func(*Conn) // the Server's bookkeeping; nil for dialed conns
 
 	dialTime time.Duration // how long Dial took to connect; 0 for accepted conns
 }
 
 func newConn(nc net.Conn, ev *Events, opt *ConnOptions) *Conn {
 	c := &Conn{
-		nc:      nc,
-		ev:      ev,
-		opt:     opt,
-		id:      lastConnID.Add(1),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
+		nc:        nc,
+		ev:        ev,
+		opt:       opt,
+		id:        lastConnID.Add(1),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
+		firstData: make(chan struct{}),
 	}
 	c.cond = sync.NewCond(&c.mu)
 	c.tw = newTryWriter(nc)

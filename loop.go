@@ -202,9 +202,16 @@ func (c *Conn) waitResumed() bool {
 }
 
 func (c *Conn) deliver(p []byte) {
-	if c.ev.OnData == nil {
-		return
+	if c.ev.OnData != nil {
+		c.callData(p)
 	}
+	if !c.delivered { // Shutdown may be waiting for the first message to be handled
+		c.delivered = true
+		close(c.firstData)
+	}
+}
+
+func (c *Conn) callData(p []byte) {
 	c.evMu.Lock()
 	defer c.evMu.Unlock()
 	if c.dropInput.Load() { // checked under evMu: Shutdown sets it under evMu

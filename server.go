@@ -103,7 +103,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		if s.Handshake == nil {
-			s.serveConn(nc)
+			s.serveConn(nc, false)
 			continue
 		}
 		if !s.trackShaking(nc, true) {
@@ -112,8 +112,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		go func() {
 			hc, err := s.Handshake(nc)
-			if !s.trackShaking(nc, false) && err == nil { // Close came first
-				hc.Close()
+			if !s.trackShaking(nc, false) { // Close cut it: not the peer's doing
+				nc.Close()
+				if err == nil {
+					hc.Close()
+				}
 				return
 			}
 			if err != nil {
@@ -121,16 +124,19 @@ func (s *Server) Serve(ln net.Listener) error {
 				s.reject(nc.RemoteAddr(), err)
 				return
 			}
-			s.serveConn(hc)
+			// Accepted before any Shutdown: served even during one, as a
+			// balancer may have passed on a request already.
+			s.serveConn(hc, true)
 		}()
 	}
 }
 
 // serveConn serves an accepted connection, or closes it at once if a
-// limit says no.
-func (s *Server) serveConn(nc net.Conn) {
+// limit says no. A connection accepted before a Shutdown (accepted) is
+// served during it too, and then ended gracefully.
+func (s *Server) serveConn(nc net.Conn, accepted bool) {
 	c := newConn(nc, &s.Events, &s.ConnOptions)
-	if err := s.trackConn(c); err != nil {
+	if err := s.trackConn(c, accepted); err != nil {
 		nc.Close()
 		if err != ErrServerClosed {
 			s.reject(nc.RemoteAddr(), err)
@@ -139,6 +145,36 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	c.trace(TraceConnected, 0, nil)
 	go c.run()
+	if s.inShutdown.Load() {
+		go s.endGracefully(c)
+	}
+}
+
+// FirstMessageGrace is how long Shutdown lets a connection that has not
+// sent anything yet deliver its first message (and get its reply) before
+// ending it: a client, or a balancer, may have sent a request that is
+// still on its way.
+const FirstMessageGrace = time.Second
+
+// endGracefully ends c for Shutdown: once the callback it is in returns,
+// or, if it has received nothing yet, once its first message has been
+// handled or FirstMessageGrace has passed.
+func (s *Server) endGracefully(c *Conn) {
+	if c.BytesRead() == 0 {
+		t := time.NewTimer(FirstMessageGrace)
+		select {
+		case <-c.firstData:
+		case <-c.done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	c.evMu.Lock() // between callbacks, so a reply in progress goes out first
+	// What arrives from now on is read and dropped, not delivered: no
+	// request is taken that can no longer be answered.
+	c.dropInput.Store(true)
+	c.End()
+	c.evMu.Unlock()
 }
 
 func (s *Server) reject(remote net.Addr, err error) {
@@ -156,6 +192,7 @@ func (s *Server) trackShaking(nc net.Conn, add bool) bool {
 	if !add {
 		_, ok := s.shaking[nc]
 		delete(s.shaking, nc)
+		s.checkDrainedLocked()
 		return ok
 	}
 	if s.inShutdown.Load() {
@@ -192,7 +229,7 @@ func (s *Server) Conns() int {
 // It returns the error of closing the listeners, if any.
 func (s *Server) Close() error {
 	s.inShutdown.Store(true)
-	err := s.closeListeners()
+	err := s.closeListeners(true)
 	for _, c := range s.connList() {
 		c.Close()
 	}
@@ -209,19 +246,12 @@ func (s *Server) Close() error {
 // waits for callbacks to return.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
-	lnErr := s.closeListeners()
+	lnErr := s.closeListeners(false)
 	for _, c := range s.connList() {
-		go func() {
-			c.evMu.Lock() // between callbacks, so a reply in progress goes out first
-			// What arrives from now on is read and dropped, not delivered:
-			// no request is taken that can no longer be answered.
-			c.dropInput.Store(true)
-			c.End()
-			c.evMu.Unlock()
-		}()
+		go s.endGracefully(c)
 	}
 	s.mu.Lock()
-	if len(s.conns) == 0 {
+	if len(s.conns) == 0 && len(s.shaking) == 0 {
 		s.mu.Unlock()
 		return lnErr
 	}
@@ -261,12 +291,16 @@ func (s *Server) untrackListener(ln net.Listener) {
 	}
 }
 
-func (s *Server) closeListeners() error {
+// closeListeners closes the listeners and, with shaking, the connections
+// still in Handshake.
+func (s *Server) closeListeners(shaking bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for nc := range s.shaking { // not served yet: nothing to end gracefully
-		nc.Close()
-		delete(s.shaking, nc)
+	for nc := range s.shaking {
+		if shaking {
+			nc.Close()
+			delete(s.shaking, nc)
+		}
 	}
 	var errs []error
 	for ln := range s.listeners {
@@ -278,11 +312,12 @@ func (s *Server) closeListeners() error {
 	return errors.Join(errs...)
 }
 
-// trackConn registers c, or says why it may not be served.
-func (s *Server) trackConn(c *Conn) error {
+// trackConn registers c, or says why it may not be served. During a
+// shutdown only connections accepted before it are.
+func (s *Server) trackConn(c *Conn, accepted bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inShutdown.Load() {
+	if s.inShutdown.Load() && !accepted {
 		return ErrServerClosed
 	}
 	if s.MaxConns > 0 && len(s.conns) >= s.MaxConns {
@@ -327,7 +362,13 @@ func (s *Server) untrackConn(c *Conn) {
 			delete(s.perIP, ip)
 		}
 	}
-	if len(s.conns) == 0 && s.drained != nil {
+	s.checkDrainedLocked()
+}
+
+// checkDrainedLocked tells Shutdown when no connection is left, served
+// or in Handshake.
+func (s *Server) checkDrainedLocked() {
+	if len(s.conns) == 0 && len(s.shaking) == 0 && s.drained != nil {
 		close(s.drained)
 		s.drained = nil
 	}

@@ -48,7 +48,7 @@ type serveOptions struct {
 	host, unix, mode, reply, frame, traceFormat, logFormat string
 	port, maxMessage, maxConns, maxPerIP                   int
 	v4, v6, reuseport, keepOpen, hex, quiet, trace         bool
-	idle, readTimeout, writeTimeout, drain                 time.Duration
+	idle, readTimeout, writeTimeout, drain, drainDelay     time.Duration
 	proxy                                                  bool
 	proxyFrom, tlsCert, tlsKey, metricsAddr                string
 	argv                                                   []string // exec's command
@@ -72,6 +72,7 @@ func (o *serveOptions) define(fs *flagSet) {
 	fs.DurationVar(&o.readTimeout, "read-timeout", 0, "close a connection that sends nothing for this `duration`, even while we write (0: never)")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", 0, "close a connection whose client takes none of our output for this `duration` (0: never)")
 	fs.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long open connections get to end cleanly before they are cut")
+	fs.DurationVar(&o.drainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, keep accepting for this `duration` while /healthz says 503, so a load balancer's health checks take the server out first (0: stop at once)")
 	fs.BoolVar(&o.proxy, "proxy-protocol", false, "every connection must start with a PROXY protocol header (v1 or v2) from a load balancer; the client's address is taken from it")
 	fs.StringVar(&o.proxyFrom, "proxy-protocol-from", "", "with --proxy-protocol, the balancers' addresses: comma-separated `CIDRs`; others are rejected (empty: any)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate `file` (PEM); with --tls-key")
@@ -93,7 +94,7 @@ func (o *serveOptions) check() error {
 		return fmt.Errorf("unexpected argument %q: give the port with --port", o.argv[0])
 	case o.port < 0 || o.port > 65535:
 		return fmt.Errorf("--port %d is out of range: use 0 to 65535", o.port)
-	case o.maxMessage <= 0 || o.maxConns < 0 || o.maxPerIP < 0 || o.idle < 0 || o.readTimeout < 0 || o.writeTimeout < 0 || o.drain <= 0:
+	case o.maxMessage <= 0 || o.maxConns < 0 || o.maxPerIP < 0 || o.idle < 0 || o.readTimeout < 0 || o.writeTimeout < 0 || o.drain <= 0 || o.drainDelay < 0:
 		return errors.New("--max-message and --drain-timeout must be positive; the limits and timeouts not negative")
 	case (o.tlsCert == "") != (o.tlsKey == ""):
 		return errors.New("give both --tls-cert and --tls-key, or neither")
@@ -160,7 +161,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	status, stopStatus := statusSignal()
 	defer stopStatus()
 	p.listening(line)
-	return runServer(ctx, srv, ln, o.drain, m, status, stderr)
+	return runServer(ctx, srv, ln, o.drain, o.drainDelay, m, status, stderr)
 }
 
 // server builds the tcpkit.Server that o describes.
@@ -284,7 +285,7 @@ func rejectReason(err error, maxConns, maxPerIP int) string {
 
 // runServer serves ln until ctx is done, then shuts down gracefully,
 // giving open connections drain to end.
-func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain time.Duration, m *metrics, status <-chan os.Signal, stderr io.Writer) int {
+func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, delay time.Duration, m *metrics, status <-chan os.Signal, stderr io.Writer) int {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	for ctx.Err() == nil {
@@ -302,6 +303,12 @@ func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain t
 	// to end cleanly; a second signal cuts them at once.
 	if m != nil {
 		m.draining.Store(true) // /healthz says so from now on
+	}
+	if delay > 0 { // let the balancer see /healthz fail before the port closes
+		select {
+		case <-time.After(delay):
+		case <-forced(ctx):
+		}
 	}
 	open := srv.Conns()
 	dctx, cancel := context.WithTimeout(context.Background(), drain)

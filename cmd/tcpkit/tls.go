@@ -73,17 +73,36 @@ func clientTLS(serverName, caFile string, insecure bool) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// firstByteConn remembers the first byte the peer sent: a TLS server's
+// first record is a handshake (0x16) or an alert (0x15); anything else
+// was plain text, even a reply too short for a record header.
+type firstByteConn struct {
+	net.Conn
+	first int // -1 until a byte arrives
+}
+
+func (c *firstByteConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.first < 0 {
+		c.first = int(p[0])
+	}
+	return n, err
+}
+
+func (c *firstByteConn) plainText() bool { return c.first >= 0 && c.first != 0x15 && c.first != 0x16 }
+
 // tlsClientHandshake completes the client side of a TLS handshake.
 func tlsClientHandshake(cfg *tls.Config) func(context.Context, net.Conn) (net.Conn, error) {
 	return func(ctx context.Context, nc net.Conn) (net.Conn, error) {
-		tc := tls.Client(nc, cfg)
+		fb := &firstByteConn{Conn: nc, first: -1}
+		tc := tls.Client(fb, cfg)
 		ctx, cancel := context.WithTimeout(ctx, tlsHandshakeTimeout)
 		defer cancel()
 		if err := tc.HandshakeContext(ctx); err != nil {
 			var rhe tls.RecordHeaderError
 			var cve *tls.CertificateVerificationError
 			switch {
-			case errors.As(err, &rhe):
+			case errors.As(err, &rhe), fb.plainText():
 				return nil, errors.New("TLS handshake failed: the server answered in plain text; it does not speak TLS (drop --tls)")
 			case errors.As(err, &cve):
 				return nil, fmt.Errorf("TLS handshake failed: %w; trust the server's certificate with --ca FILE, or skip the check with --insecure", err)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -51,7 +52,7 @@ type Policy struct {
 func ParseFrom(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {
-		if s == "" {
+		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
 		p, err := netip.ParsePrefix(s)
@@ -83,6 +84,9 @@ func (p *Policy) Handshake(nc net.Conn) (net.Conn, error) {
 	br := bufio.NewReaderSize(nc, 256) // a v2 header with TLVs fits; more data is passed on
 	h, err := readHeader(br)
 	nc.SetReadDeadline(time.Time{})
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return nil, fmt.Errorf("%w: nothing came within %v", ErrNoHeader, timeout)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,485 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+)
+
+// waitTime bounds every wait: on loopback the events take microseconds.
+const waitTime = 5 * time.Second
+
+// A shake is the server side of one loopback connection after
+// Policy.Handshake: its result, and the raw connection the client made.
+type shake struct {
+	conn   net.Conn // Handshake's connection, nil on error
+	err    error
+	client *net.TCPConn
+}
+
+// handshake listens on 127.0.0.1, connects, has the client write wire
+// (then keep the connection open, or close it when closeAfter), and
+// returns what p.Handshake made of the accepted connection. Both sides
+// are closed when the test ends.
+func handshake(t *testing.T, p *Policy, wire []byte, closeAfter bool) shake {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nc, err := net.DialTimeout("tcp4", ln.Addr().String(), waitTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := nc.(*net.TCPConn)
+	t.Cleanup(func() { client.Close() })
+	client.SetDeadline(time.Now().Add(waitTime))
+	if len(wire) > 0 {
+		if _, err := client.Write(wire); err != nil { // one write: one segment on loopback
+			t.Fatal(err)
+		}
+	}
+	if closeAfter {
+		client.Close()
+	}
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(waitTime))
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := p.Handshake(sc)
+		done <- result{c, err}
+	}()
+	select {
+	case r := <-done:
+		if r.c != nil {
+			r.c.SetDeadline(time.Now().Add(waitTime))
+		}
+		return shake{conn: r.c, err: r.err, client: client}
+	case <-time.After(waitTime):
+		sc.Close() // ends the Handshake
+		<-done
+		t.Fatalf("Handshake did not return within %v", waitTime)
+		return shake{}
+	}
+}
+
+// header returns the PROXY header of version v for a connection from src
+// to dst.
+func header(t *testing.T, v int, src, dst string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := WriteHeader(&b, v, tcpAddr(t, src), tcpAddr(t, dst)); err != nil {
+		t.Fatalf("WriteHeader(v%d, %s, %s): %v", v, src, dst, err)
+	}
+	return b.Bytes()
+}
+
+func tcpAddr(t *testing.T, s string) *net.TCPAddr {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.TCPAddrFromAddrPort(ap)
+}
+
+func loopback() []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} }
+
+// A header of either version, and data in the same segment: the
+// connection Handshake returns has the header's addresses, reads exactly
+// the bytes after the header, and keeps what tcpkit needs of a
+// *net.TCPConn (half-close, the raw socket); writes reach the client.
+func TestHandshakeRoundTrip(t *testing.T) {
+	long := strings.Repeat("0123456789abcdef", 64) // 1 KiB: more than the 256-byte header buffer
+	for _, tc := range []struct {
+		name     string
+		version  int
+		src, dst string
+		want     string // the header's bytes, exactly
+		data     string
+	}{
+		{"v1 tcp4", 1, "203.0.113.7:40000", "198.51.100.1:5000", "PROXY TCP4 203.0.113.7 198.51.100.1 40000 5000\r\n", "testing~"},
+		{"v1 tcp6", 1, "[2001:db8::7]:40000", "[2001:db8::1]:5000", "PROXY TCP6 2001:db8::7 2001:db8::1 40000 5000\r\n", "testing~"},
+		{"v2 tcp4", 2, "203.0.113.7:40000", "198.51.100.1:5000", "", "testing~"},
+		{"v2 tcp6", 2, "[2001:db8::7]:40000", "[2001:db8::1]:5000", "", "testing~"},
+		{"v1 then 1 KiB", 1, "203.0.113.7:40000", "198.51.100.1:5000", "", long},
+		{"v2 then 1 KiB", 2, "203.0.113.7:40000", "198.51.100.1:5000", "", long},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := header(t, tc.version, tc.src, tc.dst)
+			if tc.want != "" && string(h) != tc.want {
+				t.Errorf("WriteHeader wrote %q, want %q", h, tc.want)
+			}
+			if tc.version == 2 && !bytes.HasPrefix(h, proxyproto.SIGV2) {
+				t.Errorf("WriteHeader v2 wrote %q, want the v2 signature first", h)
+			}
+			s := handshake(t, &Policy{From: loopback()}, append(h, tc.data...), false)
+			if s.err != nil {
+				t.Fatalf("Handshake: %v", s.err)
+			}
+			if got := s.conn.RemoteAddr().String(); got != tcpAddr(t, tc.src).String() {
+				t.Errorf("RemoteAddr = %s, want the header's source %s", got, tc.src)
+			}
+			if got := s.conn.LocalAddr().String(); got != tcpAddr(t, tc.dst).String() {
+				t.Errorf("LocalAddr = %s, want the header's destination %s", got, tc.dst)
+			}
+			if _, ok := s.conn.RemoteAddr().(*net.TCPAddr); !ok {
+				t.Errorf("RemoteAddr is a %T, want *net.TCPAddr", s.conn.RemoteAddr())
+			}
+			// Exactly the data after the header, none lost nor repeated.
+			got := make([]byte, len(tc.data))
+			if _, err := io.ReadFull(s.conn, got); err != nil || string(got) != tc.data {
+				t.Fatalf("read after the header: %q, %v; want %q", got, err, tc.data)
+			}
+			tcpish, ok := s.conn.(interface {
+				CloseWrite() error
+				SyscallConn() (syscall.RawConn, error)
+			})
+			if !ok {
+				t.Fatalf("Handshake returned a %T without CloseWrite and SyscallConn", s.conn)
+			}
+			if _, err := tcpish.SyscallConn(); err != nil {
+				t.Errorf("SyscallConn: %v", err)
+			}
+			if _, err := io.WriteString(s.conn, "test"); err != nil {
+				t.Fatal(err)
+			}
+			if err := tcpish.CloseWrite(); err != nil { // FIN after the reply
+				t.Fatal(err)
+			}
+			if reply, err := io.ReadAll(s.client); err != nil || string(reply) != "test" {
+				t.Errorf("client read %q, %v; want \"test\" then the FIN", reply, err)
+			}
+			// The client's FIN: EOF on the proxied connection.
+			s.client.CloseWrite()
+			if n, err := s.conn.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+				t.Errorf("read after the client's FIN: %d, %v; want 0, EOF", n, err)
+			}
+		})
+	}
+}
+
+// Data the client sends after the header, in later segments, comes
+// through in order after what was buffered with the header.
+func TestHandshakeDataAfterHeaderLater(t *testing.T) {
+	s := handshake(t, &Policy{From: loopback()}, append(header(t, 2, "203.0.113.7:40000", "198.51.100.1:5000"), "first~"...), false)
+	if s.err != nil {
+		t.Fatalf("Handshake: %v", s.err)
+	}
+	if _, err := io.WriteString(s.client, "second~"); err != nil {
+		t.Fatal(err)
+	}
+	s.client.CloseWrite()
+	got, err := io.ReadAll(s.conn)
+	if err != nil || string(got) != "first~second~" {
+		t.Errorf("read %q, %v; want \"first~second~\" then EOF", got, err)
+	}
+}
+
+// No header: ErrNoHeader, whether the client sends something else first
+// (the seed's client) or closes without a byte. The error names the cause.
+func TestHandshakeMissingHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		wire  string
+		close bool
+	}{
+		{"seed message", "testing~", false},
+		{"HTTP", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"closed at once", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := handshake(t, &Policy{From: loopback()}, []byte(tc.wire), tc.close)
+			if !errors.Is(s.err, ErrNoHeader) || s.conn != nil {
+				t.Fatalf("Handshake = %v, %v; want nil, ErrNoHeader", s.conn, s.err)
+			}
+			if want := "no PROXY protocol header: the connection did not come through the load balancer"; s.err.Error() != want {
+				t.Errorf("error %q, want %q", s.err, want)
+			}
+		})
+	}
+}
+
+// A peer outside From is refused before anything is read: its header,
+// true or not, is not looked at, and the Handshake does not wait for it.
+func TestHandshakePeerNotAllowed(t *testing.T) {
+	others := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	for _, tc := range []struct {
+		name string
+		wire []byte
+	}{
+		{"with a valid header", header(t, 2, "203.0.113.7:40000", "198.51.100.1:5000")},
+		{"sending nothing", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			s := handshake(t, &Policy{From: others, Timeout: time.Minute}, tc.wire, false)
+			if !errors.Is(s.err, ErrPeerNotAllowed) || s.conn != nil {
+				t.Fatalf("Handshake = %v, %v; want nil, ErrPeerNotAllowed", s.conn, s.err)
+			}
+			if d := time.Since(start); d > waitTime/2 {
+				t.Errorf("Handshake took %v: it should refuse without reading", d)
+			}
+		})
+	}
+	// The same peer inside From is let in.
+	s := handshake(t, &Policy{From: append(others, netip.MustParsePrefix("127.0.0.0/8"))}, header(t, 1, "203.0.113.7:40000", "198.51.100.1:5000"), false)
+	if s.err != nil || s.conn.RemoteAddr().String() != "203.0.113.7:40000" {
+		t.Errorf("with 127.0.0.0/8 allowed: Handshake = %v, %v; want the header's address", s.conn, s.err)
+	}
+}
+
+// allowed unmaps IPv4-mapped IPv6 peers (a dual-stack listener's view of
+// an IPv4 client) and lets no non-IP peer in once From is set.
+func TestAllowed(t *testing.T) {
+	p := &Policy{From: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("2001:db8::/32")}}
+	for _, tc := range []struct {
+		addr net.Addr
+		want bool
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 1}, true},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:127.0.0.1"), Port: 1}, true},
+		{&net.TCPAddr{IP: net.ParseIP("127.0.0.2"), Port: 1}, false},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8::5"), Port: 1}, true},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db9::5"), Port: 1}, false},
+		{&net.TCPAddr{}, false},
+		{&net.UnixAddr{Name: "/tmp/x", Net: "unix"}, false},
+	} {
+		if got := p.allowed(tc.addr); got != tc.want {
+			t.Errorf("allowed(%v) = %v, want %v", tc.addr, got, tc.want)
+		}
+	}
+	if !(&Policy{}).allowed(&net.UnixAddr{Name: "/tmp/x", Net: "unix"}) {
+		t.Errorf("with no From, every peer is allowed")
+	}
+}
+
+// A malformed header is ErrBadHeader, wrapping the parser's reason, and
+// the Handshake does not wait for more.
+func TestHandshakeBadHeader(t *testing.T) {
+	v2 := header(t, 2, "203.0.113.7:40000", "198.51.100.1:5000")
+	badVersion := slices.Clone(v2)
+	badVersion[12] = 0x31 // version 3, command PROXY
+	badFamily := slices.Clone(v2)
+	badFamily[13] = 0x71 // no such address family
+	shortLen := slices.Clone(v2)
+	shortLen[14], shortLen[15] = 0, 4 // fewer bytes than two IPv4 addresses and ports
+	for _, tc := range []struct {
+		name  string
+		wire  []byte
+		close bool
+		cause error // the go-proxyproto error wrapped, if it is one of its sentinels
+	}{
+		{"v1 bad address", []byte("PROXY TCP4 bogus 198.51.100.1 40000 5000\r\ntesting~"), false, proxyproto.ErrInvalidAddress},
+		{"v1 bad port", []byte("PROXY TCP4 203.0.113.7 198.51.100.1 99999 5000\r\ntesting~"), false, proxyproto.ErrInvalidPortNumber},
+		{"v1 no CRLF", []byte("PROXY TCP4 203.0.113.7 198.51.100.1 40000 5000\ntesting~"), false, proxyproto.ErrLineMustEndWithCrlf},
+		{"v1 too long", []byte("PROXY TCP4 " + strings.Repeat("1", 120) + "\r\n"), false, proxyproto.ErrVersion1HeaderTooLong},
+		{"v1 cut short", []byte("PROXY TCP4 203.0.113.7"), true, nil},
+		{"v2 version 3", badVersion, false, nil},
+		{"v2 bad family", badFamily, false, nil},
+		{"v2 short length", shortLen, false, nil},
+		{"v2 cut short", v2[:20], true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := handshake(t, &Policy{From: loopback(), Timeout: time.Minute}, tc.wire, tc.close)
+			if !errors.Is(s.err, ErrBadHeader) || s.conn != nil {
+				t.Fatalf("Handshake = %v, %v; want nil, ErrBadHeader", s.conn, s.err)
+			}
+			if !strings.HasPrefix(s.err.Error(), "bad PROXY protocol header: ") {
+				t.Errorf("error %q, want it to start with \"bad PROXY protocol header: \"", s.err)
+			}
+			if tc.cause != nil && !errors.Is(s.err, tc.cause) {
+				t.Errorf("error %q does not wrap %q", s.err, tc.cause)
+			}
+		})
+	}
+}
+
+// A peer that sends nothing, or starts a header and stops, is cut after
+// Policy.Timeout, with ErrNoHeader saying how long it waited.
+func TestHandshakeTimeout(t *testing.T) {
+	for _, tc := range []struct{ name, wire string }{
+		{"silent", ""},
+		{"partial v1 signature", "PROX"},
+		{"partial v2 signature", "\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			s := handshake(t, &Policy{From: loopback(), Timeout: 100 * time.Millisecond}, []byte(tc.wire), false)
+			d := time.Since(start)
+			if !errors.Is(s.err, ErrNoHeader) || !strings.HasSuffix(s.err.Error(), ": nothing came within 100ms") {
+				t.Fatalf("Handshake = %v, %v; want ErrNoHeader, nothing came within 100ms", s.conn, s.err)
+			}
+			if d < 100*time.Millisecond || d > waitTime/2 {
+				t.Errorf("Handshake gave up after %v, want about the 100ms Timeout", d)
+			}
+		})
+	}
+}
+
+// A LOCAL command (a balancer's own health check) and v1's UNKNOWN carry
+// no client address: the connection keeps its real addresses.
+func TestHandshakeLocalKeepsAddresses(t *testing.T) {
+	local := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}
+	v2local, err := local.Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		wire []byte
+	}{
+		{"v2 LOCAL", v2local},
+		{"v1 UNKNOWN", []byte("PROXY UNKNOWN\r\n")},
+		{"v1 UNKNOWN with addresses", []byte("PROXY UNKNOWN 203.0.113.7 198.51.100.1 40000 5000\r\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := handshake(t, &Policy{From: loopback()}, append(tc.wire, "testing~"...), false)
+			if s.err != nil {
+				t.Fatalf("Handshake: %v", s.err)
+			}
+			if got, want := s.conn.RemoteAddr().String(), s.client.LocalAddr().String(); got != want {
+				t.Errorf("RemoteAddr = %s, want the real peer %s", got, want)
+			}
+			if got, want := s.conn.LocalAddr().String(), s.client.RemoteAddr().String(); got != want {
+				t.Errorf("LocalAddr = %s, want the real local address %s", got, want)
+			}
+			got := make([]byte, 8)
+			if _, err := io.ReadFull(s.conn, got); err != nil || string(got) != "testing~" {
+				t.Errorf("read after the header: %q, %v; want \"testing~\"", got, err)
+			}
+		})
+	}
+}
+
+// Over a connection that is not TCP, Handshake works the same and returns
+// a connection without the TCP extras.
+func TestHandshakeNotTCP(t *testing.T) {
+	server, client := net.Pipe()
+	defer server.Close()
+	defer client.Close()
+	wire := append(header(t, 1, "203.0.113.7:40000", "198.51.100.1:5000"), "testing~"...)
+	go client.Write(wire)
+	c, err := (&Policy{}).Handshake(server)
+	if err != nil {
+		t.Fatalf("Handshake: %v", err)
+	}
+	if _, ok := c.(interface{ CloseWrite() error }); ok {
+		t.Errorf("Handshake over a pipe returned a %T with CloseWrite", c)
+	}
+	if got := c.RemoteAddr().String(); got != "203.0.113.7:40000" {
+		t.Errorf("RemoteAddr = %s, want 203.0.113.7:40000", got)
+	}
+	got := make([]byte, 8)
+	c.SetDeadline(time.Now().Add(waitTime))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "testing~" {
+		t.Errorf("read after the header: %q, %v; want \"testing~\"", got, err)
+	}
+}
+
+func TestWriteHeaderVersion(t *testing.T) {
+	src, dst := tcpAddr(t, "203.0.113.7:40000"), tcpAddr(t, "198.51.100.1:5000")
+	for _, v := range []int{0, 3, -1} {
+		var b bytes.Buffer
+		err := WriteHeader(&b, v, src, dst)
+		if err == nil || err.Error() != "PROXY protocol version "+strconv.Itoa(v)+": use 1 or 2" || b.Len() != 0 {
+			t.Errorf("WriteHeader(v%d) = %v, wrote %q; want an error naming the version and nothing written", v, err, b.Bytes())
+		}
+	}
+}
+
+func TestParseFrom(t *testing.T) {
+	for _, tc := range []struct {
+		in      []string
+		want    []string
+		wantErr string
+	}{
+		{nil, nil, ""},
+		{[]string{""}, nil, ""}, // strings.Split("", ",")
+		{[]string{"10.0.0.0/8"}, []string{"10.0.0.0/8"}, ""},
+		{[]string{"127.0.0.1"}, []string{"127.0.0.1/32"}, ""},
+		{[]string{"::1"}, []string{"::1/128"}, ""},
+		{[]string{"10.1.2.3/8"}, []string{"10.0.0.0/8"}, ""}, // masked
+		{[]string{"2001:db8::1/32", "", "192.0.2.7"}, []string{"2001:db8::/32", "192.0.2.7/32"}, ""},
+		{[]string{"10.0.0.0/8", "bogus"}, nil, `"bogus" is not a CIDR or an IP address`},
+		{[]string{"10.0.0.0/33"}, nil, `"10.0.0.0/33" is not a CIDR or an IP address`},
+		{[]string{"example.com"}, nil, `"example.com" is not a CIDR or an IP address`},
+	} {
+		got, err := ParseFrom(tc.in)
+		var gotS []string
+		for _, p := range got {
+			gotS = append(gotS, p.String())
+		}
+		switch {
+		case tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr):
+			t.Errorf("ParseFrom(%q) = %v, %v; want error %q", tc.in, gotS, err, tc.wantErr)
+		case tc.wantErr == "" && (err != nil || !slices.Equal(gotS, tc.want)):
+			t.Errorf("ParseFrom(%q) = %q, %v; want %q", tc.in, gotS, err, tc.want)
+		}
+	}
+}
+
+// readHeader never panics, says ErrNoHeader or ErrBadHeader when it
+// fails, and after a header leaves exactly the bytes that followed it.
+func FuzzReadHeader(f *testing.F) {
+	f.Add([]byte("PROXY TCP4 203.0.113.7 198.51.100.1 40000 5000\r\ntesting~"))
+	f.Add([]byte("PROXY TCP6 2001:db8::7 2001:db8::1 40000 5000\r\n"))
+	f.Add([]byte("PROXY UNKNOWN\r\n"))
+	f.Add([]byte("testing~"))
+	f.Add([]byte{})
+	for _, v := range []byte{1, 2} {
+		var b bytes.Buffer
+		proxyproto.HeaderProxyFromAddrs(v, &net.TCPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 40000}, &net.TCPAddr{IP: net.IPv4(198, 51, 100, 1), Port: 5000}).WriteTo(&b)
+		b.WriteString("testing~")
+		f.Add(b.Bytes())
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		br := bufio.NewReaderSize(bytes.NewReader(data), 256)
+		h, err := readHeader(br)
+		if err != nil {
+			if h != nil {
+				t.Fatalf("readHeader returned a header and %v", err)
+			}
+			if !errors.Is(err, ErrNoHeader) && !errors.Is(err, ErrBadHeader) {
+				t.Fatalf("readHeader error %v is neither ErrNoHeader nor ErrBadHeader", err)
+			}
+			if len(data) > 0 && data[0] != 'P' && data[0] != '\r' && !errors.Is(err, ErrNoHeader) {
+				t.Fatalf("data starting with %q: %v, want ErrNoHeader", data[0], err)
+			}
+			return
+		}
+		if h == nil {
+			t.Fatal("readHeader returned neither a header nor an error")
+		}
+		rest, err := io.ReadAll(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasSuffix(data, rest) {
+			t.Fatalf("after the header: %q, not the end of the input %q", rest, data)
+		}
+		if h.Command.IsProxy() && h.SourceAddr != nil && h.DestinationAddr == nil {
+			t.Fatalf("header with a source and no destination: %+v", h)
+		}
+	})
+}
