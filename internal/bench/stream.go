@@ -84,7 +84,7 @@ func (r *runner) idle(ctx context.Context) (*Result, error) {
 			for i := d; i < n; i += dialers {
 				dl := net.Dialer{Timeout: r.cfg.connectTimeout()}
 				if local != nil {
-					dl.LocalAddr = local(i)
+					dl.LocalAddr, dl.Control = local(i), bindNoPort
 				}
 				start := time.Now()
 				nc, err := dl.DialContext(ctx, "tcp", r.cfg.Addr)
@@ -135,8 +135,9 @@ func (r *runner) idle(ctx context.Context) (*Result, error) {
 }
 
 // sourceAddrs returns, for an IPv4 loopback target, a function giving
-// connection i a source address in 127.0.0.2-127.0.0.254, 20,000
-// connections to an address; nil otherwise.
+// connection i a source address in 127.0.0.2-127.0.0.254, in turn, so
+// that no address runs short of ephemeral ports even across back-to-back
+// runs; nil otherwise.
 func sourceAddrs(target string) func(i int) net.Addr {
 	host, _, err := net.SplitHostPort(target)
 	if err != nil {
@@ -150,6 +151,6 @@ func sourceAddrs(target string) func(i int) net.Addr {
 		return nil
 	}
 	return func(i int) net.Addr {
-		return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+(i/20000)%253))}
+		return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%253))}
 	}
 }
