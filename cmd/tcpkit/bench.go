@@ -66,6 +66,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	sendProxy := fs.String("send-proxy", "", "send a PROXY protocol header, `v1` or v2, on each connection first")
 	proxySrc := fs.String("proxy-src", "", "the client address the PROXY header claims, `IP:PORT` (default: our own)")
 	jsonOut := fs.Bool("json", false, "print the result as JSON, for scripts and merge")
+	cpuProfile := fs.String("cpuprofile", "", "write the generator's CPU profile to `file`, for go tool pprof")
 	report := fs.String("report", "", "also write a self-contained HTML page with latency charts to `FILE`")
 	pos, err := fs.parse(args, stderr)
 	if err != nil {
@@ -115,8 +116,13 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageError(stderr, "bench", "-c and --chunk must be at least 1")
 	}
 
+	stopProfile, ok := startCPUProfile(*cpuProfile, stderr)
+	if !ok {
+		return exitFail
+	}
 	progress := progressLine(stderr)
 	res, err := bench.Run(ctx, cfg, progress)
+	stopProfile()
 	if progress != nil {
 		fmt.Fprint(stderr, "\r\033[K") // clear the progress line
 	}

@@ -50,7 +50,7 @@ type serveOptions struct {
 	v4, v6, reuseport, keepOpen, hex, quiet, trace         bool
 	idle, readTimeout, writeTimeout, drain, drainDelay     time.Duration
 	proxy                                                  bool
-	proxyFrom, tlsCert, tlsKey, metricsAddr                string
+	proxyFrom, tlsCert, tlsKey, metricsAddr, cpuProfile    string
 	argv                                                   []string // exec's command
 }
 
@@ -83,6 +83,7 @@ func (o *serveOptions) define(fs *flagSet) {
 	fs.BoolVar(&o.quiet, "quiet", false, "print only the listen line and errors, nothing per connection or message")
 	fs.BoolVar(&o.trace, "trace", false, "print each TCP event on stderr, explained: handshake, data in and out, FINs, resets, close")
 	fs.StringVar(&o.traceFormat, "trace-format", "text", "--trace lines as text or json")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to `file` until the server stops, for go tool pprof")
 }
 
 // check reports a usage error in o.
@@ -157,6 +158,12 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		go m.serve(mctx, mln)
 		line += " (metrics on http://" + mln.Addr().String() + "/metrics)"
 	}
+	stopProfile, ok := startCPUProfile(o.cpuProfile, stderr)
+	if !ok {
+		ln.Close()
+		return exitFail
+	}
+	defer stopProfile()
 	// SIGUSR1 is caught before anyone can know our port and send it.
 	status, stopStatus := statusSignal()
 	defer stopStatus()
