@@ -161,24 +161,86 @@ func (s *stream) waitMatch(t testing.TB, what string, match func(string) bool, t
 	}
 }
 
+// A lifecycle is what every process a test starts has: its name for
+// messages, its exit, and a cleanup that kills it if it is still running.
+type lifecycle struct {
+	name     string
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when it exited and its output is read
+	code     int           // the exit code, once done; -1 if killed by a signal
+	describe func() string // its output so far, for failure messages
+}
+
+// testCommand makes the exec.Cmd for name and args, with tcpkit's environment
+// for the tcpkit binaries, and a label for messages.
+func testCommand(name string, args []string) (*exec.Cmd, string) {
+	cmd := exec.Command(name, args...)
+	if name == tcpkitBin || name == tcpkitTimingBin {
+		cmd.Env = tcpkitEnv()
+	}
+	cmd.WaitDelay = waitFor // a grandchild holding a pipe must not hang Wait
+	label := filepath.Base(name)
+	if len(args) > 0 {
+		label += " " + filepath.Base(args[0])
+	}
+	return cmd, label
+}
+
+// supervise waits for the started process once its output readers are
+// done, and registers the cleanup: kill it if it still runs, and log its
+// output if the test failed.
+func (l *lifecycle) supervise(t testing.TB, args []string, outputs ...<-chan struct{}) {
+	l.done = make(chan struct{})
+	go func() {
+		for _, closed := range outputs { // Wait only after the pipes are read
+			<-closed
+		}
+		l.cmd.Wait()
+		l.code = l.cmd.ProcessState.ExitCode()
+		close(l.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-l.done:
+		default:
+			l.cmd.Process.Kill()
+			select {
+			case <-l.done:
+			case <-time.After(waitFor):
+				t.Errorf("%s did not exit after SIGKILL", l.name)
+			}
+		}
+		if t.Failed() {
+			t.Logf("%s %q\n  %s", l.name, args, l.describe())
+		}
+	})
+}
+
+// wait waits for the process to exit and returns its exit code; then its
+// output is all there.
+func (l *lifecycle) wait(t testing.TB, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-l.done:
+		return l.code
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %v; %s", l.name, timeout, l.describe())
+		return 0
+	}
+}
+
 // A proc is a running process whose output the test reads line by line.
 type proc struct {
-	name   string
-	cmd    *exec.Cmd
+	lifecycle
 	stdout *stream
 	stderr *stream
-	done   chan struct{} // closed when it exited and its output is read
-	code   int           // the exit code, once done; -1 if killed by a signal
 }
 
 // start starts a process; t.Cleanup kills it if it is still running, and
 // logs its output if the test failed.
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	if name == tcpkitBin || name == tcpkitTimingBin {
-		cmd.Env = tcpkitEnv()
-	}
+	cmd, label := testCommand(name, args)
 	outR, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -187,42 +249,16 @@ func start(t testing.TB, name string, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	label := filepath.Base(name)
-	if len(args) > 0 {
-		label += " " + filepath.Base(args[0])
-	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", label, err)
 	}
 	p := &proc{
-		name:   label,
-		cmd:    cmd,
-		stdout: newStream(label+" stdout", outR),
-		stderr: newStream(label+" stderr", errR),
-		done:   make(chan struct{}),
+		lifecycle: lifecycle{name: label, cmd: cmd},
+		stdout:    newStream(label+" stdout", outR),
+		stderr:    newStream(label+" stderr", errR),
 	}
-	go func() {
-		<-p.stdout.closed // Wait only after the pipes are read
-		<-p.stderr.closed
-		cmd.Wait()
-		p.code = cmd.ProcessState.ExitCode()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			cmd.Process.Kill()
-			select {
-			case <-p.done:
-			case <-time.After(waitFor):
-				t.Errorf("%s did not exit after SIGKILL", p.name)
-			}
-		}
-		if t.Failed() {
-			t.Logf("%s %q\n  stdout: %q\n  stderr: %q", p.name, args, p.stdout.all(), p.stderr.all())
-		}
-	})
+	p.describe = func() string { return fmt.Sprintf("stdout %q, stderr %q", p.stdout.all(), p.stderr.all()) }
+	p.supervise(t, args, p.stdout.closed, p.stderr.closed)
 	return p
 }
 
@@ -243,19 +279,6 @@ var tcpkitEnv = sync.OnceValue(func() []string {
 func (p *proc) waitLine(t testing.TB, want string, timeout time.Duration) {
 	t.Helper()
 	p.stdout.waitLine(t, want, timeout)
-}
-
-// wait waits for the process to exit and returns its exit code; then
-// stdout and stderr hold all of the process's output.
-func (p *proc) wait(t testing.TB, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.done:
-		return p.code
-	case <-time.After(timeout):
-		t.Fatalf("%s did not exit within %v; stdout %q, stderr %q", p.name, timeout, p.stdout.all(), p.stderr.all())
-		return 0
-	}
 }
 
 // signal sends sig to the process.

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -98,13 +97,10 @@ func (s *ncSink) waitLen(t testing.TB, what string, n int, timeout time.Duration
 // of the test's (by default an ncSink) instead of being split in lines;
 // its standard error is read line by line.
 type ncProc struct {
-	name   string
-	cmd    *exec.Cmd
+	lifecycle
 	stdin  io.WriteCloser // its standard input, when started with none
 	out    *ncSink        // its standard output, when started with no writer
 	stderr *stream
-	done   chan struct{} // closed when it exited and its output is read
-	code   int           // the exit code, once done; -1 if killed by a signal
 }
 
 // ncStart starts name with args. A nil stdin gives the process a pipe
@@ -112,16 +108,8 @@ type ncProc struct {
 // in p.out. t.Cleanup kills the process if it is still running.
 func ncStart(t testing.TB, stdin io.Reader, stdout io.Writer, name string, args ...string) *ncProc {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	if name == tcpkitBin {
-		cmd.Env = tcpkitEnv()
-	}
-	cmd.WaitDelay = waitFor // a grandchild holding a pipe must not hang Wait
-	label := filepath.Base(name)
-	if len(args) > 0 {
-		label += " " + filepath.Base(args[0])
-	}
-	p := &ncProc{name: label, cmd: cmd, done: make(chan struct{})}
+	cmd, label := testCommand(name, args)
+	p := &ncProc{lifecycle: lifecycle{name: label, cmd: cmd}}
 	if stdin == nil {
 		w, err := cmd.StdinPipe()
 		if err != nil {
@@ -144,44 +132,15 @@ func ncStart(t testing.TB, stdin io.Reader, stdout io.Writer, name string, args 
 		t.Fatalf("starting %s: %v", label, err)
 	}
 	p.stderr = newStream(label+" stderr", errR)
-	go func() {
-		<-p.stderr.closed // Wait only after the pipe is read
-		cmd.Wait()
-		p.code = cmd.ProcessState.ExitCode()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			cmd.Process.Kill()
-			select {
-			case <-p.done:
-			case <-time.After(waitFor):
-				t.Errorf("%s did not exit after SIGKILL", p.name)
-			}
+	p.describe = func() string {
+		out := "(not collected)"
+		if p.out != nil {
+			out = quoteHead(p.out.bytes(), 200)
 		}
-		if t.Failed() {
-			out := "(not collected)"
-			if p.out != nil {
-				out = quoteHead(p.out.bytes(), 200)
-			}
-			t.Logf("%s %q\n  stdout: %s\n  stderr: %q", p.name, args, out, p.stderr.all())
-		}
-	})
-	return p
-}
-
-// wait waits for the process to exit and returns its exit code.
-func (p *ncProc) wait(t testing.TB, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.done:
-		return p.code
-	case <-time.After(timeout):
-		t.Fatalf("%s did not exit within %v; stderr %q", p.name, timeout, p.stderr.all())
-		return 0
+		return fmt.Sprintf("stdout %s, stderr %q", out, p.stderr.all())
 	}
+	p.supervise(t, args, p.stderr.closed)
+	return p
 }
 
 // ncRun runs name with stdin as its standard input to the end and
