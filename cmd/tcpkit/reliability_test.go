@@ -571,77 +571,82 @@ func relExchange(t testing.TB, c net.Conn, who string) {
 // --max-conns and --max-conns-per-ip: a connection over the limit is
 // closed at once with a "rejected" line; the others are still served,
 // and a freed slot is usable again.
+// A relServeLog follows a keep-open serve's stdout as a test drives it,
+// and keeps the lines it must have printed.
+type relServeLog struct {
+	srv  *proc
+	want []string
+}
+
+func newRelServeLog(srv *proc, port int) *relServeLog {
+	return &relServeLog{srv: srv, want: []string{"listen on port " + itoa(port) + " at 127.0.0.1"}}
+}
+
+// connected waits for c's connect line.
+func (l *relServeLog) connected(t *testing.T, c net.Conn) {
+	t.Helper()
+	l.expect(t, "connect address : "+c.LocalAddr().String())
+}
+
+// served makes an exchange on c and waits for the server's line for it.
+func (l *relServeLog) served(t *testing.T, c net.Conn, who string) {
+	t.Helper()
+	relExchange(t, c, who)
+	l.expect(t, "testing~")
+}
+
+// expect waits for line.
+func (l *relServeLog) expect(t *testing.T, line string) {
+	t.Helper()
+	l.srv.waitLine(t, line, waitFor)
+	l.want = append(l.want, line)
+}
+
 func TestMaxConnsCLI(t *testing.T) {
 	t.Parallel()
 	t.Run("total", func(t *testing.T) {
 		t.Parallel()
 		srv, port := serve(t, "--keep-open", "--max-conns", "2")
-		want := []string{"listen on port " + itoa(port) + " at 127.0.0.1"}
-		served := func(c net.Conn, who string) {
-			t.Helper()
-			relExchange(t, c, who)
-			want = append(want, "testing~")
-			srv.waitLine(t, "testing~", waitFor)
-		}
-		connected := func(c net.Conn) {
-			t.Helper()
-			line := "connect address : " + c.LocalAddr().String()
-			srv.waitLine(t, line, waitFor)
-			want = append(want, line)
-		}
+		log := newRelServeLog(srv, port)
 		a := dial(t, port)
-		connected(a)
-		served(a, "first client")
+		log.connected(t, a)
+		log.served(t, a, "first client")
 		b := dial(t, port)
-		connected(b)
-		served(b, "second client")
+		log.connected(t, b)
+		log.served(t, b, "second client")
 		over := dial(t, port)
 		if got := readAll(t, over); got != "" {
 			t.Errorf("third client: got %q, want EOF at once", got)
 		}
 		line := "rejected : " + over.LocalAddr().String() + " : too many connections (--max-conns 2)"
-		srv.waitLine(t, line, waitFor)
-		want = append(want, line)
-		served(a, "first client, after the rejection")
-		served(b, "second client, after the rejection")
+		log.expect(t, line)
+		log.served(t, a, "first client, after the rejection")
+		log.served(t, b, "second client, after the rejection")
 
 		a.Close()
 		relPollStatus(t, srv, "1 open connection", waitFor, func(s relStatus) bool { return s.conns == 1 })
 		d := dial(t, port)
-		connected(d)
-		served(d, "a client in the freed slot")
+		log.connected(t, d)
+		log.served(t, d, "a client in the freed slot")
 		b.Close() // so that the drain need not wait for them
 		d.Close()
-		checkLines(t, "serve stdout", stop(t, srv), want)
+		checkLines(t, "serve stdout", stop(t, srv), log.want)
 	})
 	t.Run("per IP", func(t *testing.T) {
 		t.Parallel()
 		relLinuxOnly(t)
 		srv, port := serve(t, "--keep-open", "--max-conns-per-ip", "2")
-		want := []string{"listen on port " + itoa(port) + " at 127.0.0.1"}
-		served := func(c net.Conn, who string) {
-			t.Helper()
-			relExchange(t, c, who)
-			want = append(want, "testing~")
-			srv.waitLine(t, "testing~", waitFor)
-		}
-		connected := func(c net.Conn) {
-			t.Helper()
-			line := "connect address : " + c.LocalAddr().String()
-			srv.waitLine(t, line, waitFor)
-			want = append(want, line)
-		}
+		log := newRelServeLog(srv, port)
 		a := dial(t, port)
-		connected(a)
+		log.connected(t, a)
 		b := dial(t, port)
-		connected(b)
+		log.connected(t, b)
 		over := dial(t, port)
 		if got := readAll(t, over); got != "" {
 			t.Errorf("third client from 127.0.0.1: got %q, want EOF at once", got)
 		}
 		line := "rejected : " + over.LocalAddr().String() + " : too many connections from this address (--max-conns-per-ip 2)"
-		srv.waitLine(t, line, waitFor)
-		want = append(want, line)
+		log.expect(t, line)
 
 		// Another address is not limited by 127.0.0.1's connections.
 		nd := net.Dialer{Timeout: waitFor, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
@@ -654,13 +659,13 @@ func TestMaxConnsCLI(t *testing.T) {
 		if !strings.HasPrefix(nc.LocalAddr().String(), "127.0.0.2:") {
 			t.Fatalf("dialed from %v, want 127.0.0.2", nc.LocalAddr())
 		}
-		connected(nc)
-		served(nc, "client from 127.0.0.2")
-		served(a, "first client, after the rejection")
-		served(b, "second client, after the rejection")
+		log.connected(t, nc)
+		log.served(t, nc, "client from 127.0.0.2")
+		log.served(t, a, "first client, after the rejection")
+		log.served(t, b, "second client, after the rejection")
 		for _, c := range []net.Conn{a, b, nc} { // so that the drain need not wait for them
 			c.Close()
 		}
-		checkLines(t, "serve stdout", stop(t, srv), want)
+		checkLines(t, "serve stdout", stop(t, srv), log.want)
 	})
 }
