@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"tcpkit/internal/ports"
 )
 
 // tcpInfo reads TCP_INFO from the connection's socket, or returns nil.
@@ -25,7 +27,7 @@ func (c *Conn) tcpInfo() *TCPInfo {
 		return nil
 	}
 	return &TCPInfo{
-		State:         tcpStateName(ti.State),
+		State:         ports.State(ti.State).String(), // the kernel's numbering, named once in ports
 		RTT:           time.Duration(ti.Rtt) * time.Microsecond,
 		RTTVar:        time.Duration(ti.Rttvar) * time.Microsecond,
 		Retransmits:   ti.Total_retrans,

@@ -70,18 +70,6 @@ type TCPInfo struct {
 	BytesReceived uint64        // bytes received from the peer
 }
 
-var tcpStateNames = [...]string{
-	1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
-	6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING",
-}
-
-func tcpStateName(s uint8) string {
-	if int(s) < len(tcpStateNames) && tcpStateNames[s] != "" {
-		return tcpStateNames[s]
-	}
-	return "UNKNOWN"
-}
-
 // trace reports an event to ConnOptions.Trace, if set. It is called on
 // the paths where the event happens; the nil check is all it costs when
 // tracing is off.
