@@ -352,6 +352,22 @@ func (c *Conn) Resume() {
 	c.mu.Unlock()
 }
 
+// Offload runs f on a goroutine of its own with the connection paused,
+// and resumes it when f returns: the way for a callback to do slow work (a
+// database call, a file, a subprocess) without holding up the connections
+// that share its event loop on the epoll engine. Input that arrives
+// meanwhile waits in the kernel, so messages are still handled in order.
+// f may call Write, End and Close; a panic in f closes the connection
+// with a PanicError, as one in a callback does.
+func (c *Conn) Offload(f func()) {
+	c.Pause()
+	go func() {
+		defer c.Resume()
+		defer c.recoverPanic()
+		f()
+	}()
+}
+
 // flush writes the queued output, blocking, until none is left; then it
 // sends a pending FIN and fires OnDrain if it is due.
 func (c *Conn) flush() {

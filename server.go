@@ -47,6 +47,16 @@ type Server struct {
 	// closes nc and goes to OnReject.
 	Handshake func(nc net.Conn) (net.Conn, error)
 
+	// Engine is the machinery connections run on; the zero value,
+	// EngineAuto, picks epoll event loops on Linux where they can serve
+	// and a goroutine per connection elsewhere. See Engine for what a
+	// callback may do on each.
+	Engine Engine
+
+	// Loops is how many event loops the epoll engine runs. Zero means one
+	// per core the Go scheduler may use (GOMAXPROCS).
+	Loops int
+
 	// OnReject, if set, is told of each connection closed before it was
 	// served: over a limit (err is ErrTooManyConns or
 	// ErrTooManyConnsFromIP) or failing Handshake (its error). It must
@@ -82,6 +92,19 @@ func (s *Server) ListenAndServe() error {
 // fails for good. Serve closes ln when it returns. Temporary accept errors,
 // such as running out of file descriptors, are retried with a backoff.
 func (s *Server) Serve(ln net.Listener) error {
+	engine, err := s.EngineFor(ln)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if engine == EngineEpoll {
+		return s.serveEpoll(ln)
+	}
+	return s.serveStd(ln)
+}
+
+// serveStd is Serve on the standard engine: a goroutine per connection.
+func (s *Server) serveStd(ln net.Listener) error {
 	if !s.trackListener(ln) {
 		ln.Close()
 		return ErrServerClosed
