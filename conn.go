@@ -33,6 +33,7 @@ type Conn struct {
 	opt *ConnOptions
 	id  uint64
 	tw  *tryWriter // nonblocking write attempts; nil where the transport has no fd
+	ep  *epConn    // the epoll engine's side; nil on the standard engine
 
 	// evMu is held while a callback runs, so the callbacks of one
 	// connection never overlap, whichever goroutine delivers them.
@@ -47,6 +48,7 @@ type Conn struct {
 	timerArmed   atomic.Bool  // the idle timeout is armed: it has not fired since the last activity
 	backlogged   atomic.Bool  // mirrors needDrain for the reader's fast path
 	dropInput    atomic.Bool  // Shutdown ended the connection: read input is dropped, not delivered
+	dead         atomic.Bool  // mirrors closed, for the epoll loop's fast path
 
 	mu          sync.Mutex
 	cond        *sync.Cond // on mu: reading may resume, or the conn closed
@@ -110,10 +112,20 @@ func newConn(nc net.Conn, ev *Events, opt *ConnOptions) *Conn {
 func (c *Conn) ID() uint64 { return c.id }
 
 // RemoteAddr returns the peer's address: for a Server, the client's.
-func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.ep != nil {
+		return c.ep.remoteAddr()
+	}
+	return c.nc.RemoteAddr()
+}
 
 // LocalAddr returns this side's address.
-func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+func (c *Conn) LocalAddr() net.Addr {
+	if c.ep != nil {
+		return c.epLocalAddr()
+	}
+	return c.nc.LocalAddr()
+}
 
 // BytesRead returns how many bytes have been read from the peer.
 func (c *Conn) BytesRead() int64 { return c.bytesRead.Load() }
@@ -138,7 +150,22 @@ func (c *Conn) SetValue(v any) {
 
 // Done returns a channel that is closed once the connection is closed and
 // OnClose has returned.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} {
+	if c.ep == nil {
+		return c.done
+	}
+	// The epoll engine makes the channel only when asked for: most
+	// connections never are, and an idle one should cost little.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.ep.finished {
+			close(c.done)
+		}
+	}
+	return c.done
+}
 
 // Err returns the error that tore the connection down, or nil if it closed
 // cleanly or is still open.
@@ -188,15 +215,21 @@ func (c *Conn) write(p []byte) (n, sent int, err error) {
 		return 0, 0, nil
 	}
 	rest := p
-	if !c.flushing && c.tw != nil {
-		n, err := c.tw.write(rest)
+	if !c.flushing && (c.tw != nil || c.ep != nil) {
+		var n int
+		var err error
+		if c.ep != nil {
+			n, err = c.epTryWrite(rest)
+		} else {
+			n, err = c.tw.write(rest)
+		}
 		if n > 0 {
 			c.bytesWritten.Add(int64(n))
 			c.touch()
 		}
 		if err != nil {
 			c.mu.Unlock()
-			err = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: err}
+			err = &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 			c.closeWith(err)
 			return n, n, err
 		}
@@ -213,8 +246,12 @@ func (c *Conn) write(p []byte) (n, sent int, err error) {
 	}
 	if !c.flushing {
 		c.flushing = true
-		c.flushWG.Add(1)
-		go c.flush()
+		if c.ep != nil {
+			c.epQueuedLocked() // the loop flushes when the socket is writable
+		} else {
+			c.flushWG.Add(1)
+			go c.flush()
+		}
 	}
 	c.mu.Unlock()
 	return len(p), sent, nil
@@ -348,6 +385,11 @@ func (c *Conn) Resume() {
 	c.mu.Lock()
 	c.pausedLock = false
 	c.paused.Store(false)
+	if c.ep != nil {
+		c.mu.Unlock()
+		c.ep.l.post(task{kind: taskRead, c: c}) // input may be waiting, with no edge to come
+		return
+	}
 	c.cond.Broadcast()
 	c.mu.Unlock()
 }
@@ -442,6 +484,10 @@ const writeChunk = 64 << 10
 // 4-way handshake is complete and the connection closes; otherwise it waits
 // for that FIN, at most the linger timeout.
 func (c *Conn) sendFIN() {
+	if c.ep != nil {
+		c.epSendFIN()
+		return
+	}
 	cw, ok := c.nc.(interface{ CloseWrite() error })
 	if !ok {
 		c.closeWith(nil)
@@ -478,11 +524,17 @@ func (c *Conn) closeWith(err error) {
 		return
 	}
 	c.closed = true
+	c.dead.Store(true)
 	if err != nil && c.err == nil {
 		c.err = err
 	}
-	c.cond.Broadcast()
 	c.wakeDrainWaitersLocked()
+	if c.ep != nil {
+		c.mu.Unlock()
+		c.ep.l.post(task{kind: taskClose, c: c}) // the loop owns the fd
+		return
+	}
+	c.cond.Broadcast()
 	c.mu.Unlock()
 	c.nc.Close()
 	close(c.closing)

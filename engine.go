@@ -58,7 +58,7 @@ func ParseEngine(s string) (Engine, error) {
 }
 
 // errNoEpoll says why EngineEpoll cannot serve a listener.
-var errNoEpoll = errors.New("tcpkit: the epoll engine cannot serve this")
+var errNoEpoll = errors.New("tcpkit: the epoll engine cannot serve this listener")
 
 // EngineFor reports the engine Serve would run ln's connections on: the
 // one Engine names, or for EngineAuto the one it picks. It returns an
@@ -70,7 +70,7 @@ func (s *Server) EngineFor(ln net.Listener) (Engine, error) {
 		return EngineStd, nil
 	case EngineEpoll:
 		if why != "" {
-			return EngineEpoll, fmt.Errorf("%w: %s; use EngineStd (serve --engine std) or EngineAuto", errNoEpoll, why)
+			return EngineEpoll, fmt.Errorf("%w: %s (the std engine can)", errNoEpoll, why)
 		}
 		return EngineEpoll, nil
 	case EngineAuto:
@@ -91,7 +91,7 @@ func epollUnfit(s *Server, ln net.Listener) string {
 		return "it runs no Handshake hook (TLS, PROXY protocol)"
 	}
 	if _, ok := ln.(*net.TCPListener); !ok {
-		return fmt.Sprintf("it serves TCP listeners only, not %T", ln)
+		return fmt.Sprintf("it serves TCP listeners only, not %T", ln) // Unix sockets, wrapped listeners
 	}
 	return ""
 }

@@ -1,12 +1,887 @@
 package tcpkit
 
-import "net"
+import (
+	"fmt"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
 
 const epollBuilt = true
 
-// serveEpoll is a placeholder until the epoll engine lands: it serves on std.
+// The epoll engine: a few event loops, each a goroutine that waits in
+// epoll_wait and serves many connections. A connection lives on the loop
+// that accepted it. Sockets are registered once, edge-triggered, for input,
+// output and the peer's FIN, so pausing or queueing output costs no
+// epoll_ctl: the loop reads until a short read, and writes until EAGAIN,
+// after which the kernel reports writability once.
+//
+// What runs where: reads, callbacks, flushing queued output, timers and
+// closing the fd happen on the loop. Write, End, Close and the rest may be
+// called from any goroutine; they take the connection's mutex, write
+// inline when nothing is queued, and post to the loop what only it may do.
+
+// epServer is a Server's epoll state.
+type epServer struct {
+	loops     []*loop
+	running   int                      // loops not yet exited; under Server.mu
+	exited    chan struct{}            // closed when the last loop exits
+	listeners map[*epListener]struct{} // under Server.mu
+
+	reserveMu sync.Mutex
+	reserve   int // an fd held back to shed connections at the fd limit; -1 if none
+}
+
+// An epListener is a listening socket the loops accept on: a duplicate of
+// the net.Listener's fd, so the runtime's poller never sees our accepts.
+type epListener struct {
+	fd   int
+	ln   net.Listener
+	left atomic.Int32  // loops it is still registered with
+	done chan struct{} // closed when no loop accepts on it any more
+}
+
+// A loop is one event loop.
+type loop struct {
+	s      *Server
+	epfd   int
+	wakefd int // an eventfd: written to wake the loop from epoll_wait
+	buf    []byte
+	events []unix.EpollEvent
+
+	// Owned by the loop goroutine.
+	conns     []*Conn // by fd
+	open      int     // connections on this loop
+	listeners []*epListener
+	pending   []*Conn // connections to read again without waiting for an edge
+	backoff   int64   // while accepting is paused after ENOBUFS/ENOMEM: until when
+
+	mu         sync.Mutex
+	tasks      []task
+	spare      []task
+	timers     timerHeap
+	sleepUntil int64 // when epoll_wait will time out; math.MinInt64 while awake
+	woken      bool  // the eventfd was written and not yet read
+	exited     bool
+}
+
+type taskKind uint8
+
+const (
+	taskClose    taskKind = iota + 1 // the conn was closed: release its fd, report OnClose
+	taskRead                         // reading may resume (Resume)
+	taskShutdown                     // Server.Shutdown: end the conn gracefully
+	taskListen                       // start accepting on a listener
+	taskUnlisten                     // stop accepting on it
+)
+
+type task struct {
+	kind taskKind
+	c    *Conn
+	ln   *epListener
+}
+
+// maxReadsPerEvent bounds how many full buffers one connection may read
+// before the loop serves the others; it is read again in the next round.
+const maxReadsPerEvent = 8
+
+// loopBufferSize is each loop's shared read buffer: an OnData chunk is at
+// most this, as with the standard engine's largest buffer.
+const loopBufferSize = MaxReadBufferSize
+
+// serveEpoll is Serve on the epoll engine.
 func (s *Server) serveEpoll(ln net.Listener) error {
-	saved := s.Engine
-	_ = saved
-	return s.serveStd(ln)
+	if s.inShutdown.Load() {
+		ln.Close()
+		return ErrServerClosed
+	}
+	el, err := dupListener(ln)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	loops, err := s.trackEpListener(ln, el)
+	if err != nil {
+		unix.Close(el.fd)
+		ln.Close()
+		return err
+	}
+	defer s.untrackListener(ln)
+	el.left.Store(int32(len(loops)))
+	for _, l := range loops {
+		l.post(task{kind: taskListen, ln: el})
+	}
+	<-el.done
+	return ErrServerClosed
+}
+
+// dupListener duplicates ln's socket for the loops. Its file status flags,
+// O_NONBLOCK among them, are shared with the runtime's copy.
+func dupListener(ln net.Listener) (*epListener, error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("%w: %T has no file descriptor", errNoEpoll, ln)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	var derr error
+	if err := raw.Control(func(lfd uintptr) {
+		fd, derr = unix.FcntlInt(lfd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("tcpkit: duplicating the listener: %w", derr)
+	}
+	// Accepted sockets inherit TCP_NODELAY from the listener, as the
+	// standard engine sets it on each: no Nagle delay on small replies.
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	return &epListener{fd: fd, ln: ln, done: make(chan struct{})}, nil
+}
+
+// trackEpListener registers ln and el, starting the loops on first use.
+func (s *Server) trackEpListener(ln net.Listener, el *epListener) ([]*loop, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inShutdown.Load() {
+		return nil, ErrServerClosed
+	}
+	if s.ep == nil {
+		ep, err := s.startLoops()
+		if err != nil {
+			return nil, err
+		}
+		s.ep = ep
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[ln] = struct{}{}
+	s.ep.listeners[el] = struct{}{}
+	return s.ep.loops, nil
+}
+
+func (s *Server) startLoops() (*epServer, error) {
+	ep := &epServer{exited: make(chan struct{}), listeners: make(map[*epListener]struct{})}
+	ep.reserve, _ = unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if ep.reserve == 0 { // Open failed and returned no fd
+		ep.reserve = -1
+	}
+	for range s.loopCount() {
+		l, err := newLoop(s)
+		if err != nil {
+			for _, l := range ep.loops {
+				l.closeFDs()
+			}
+			if ep.reserve >= 0 {
+				unix.Close(ep.reserve)
+			}
+			return nil, fmt.Errorf("tcpkit: starting an event loop: %w", err)
+		}
+		ep.loops = append(ep.loops, l)
+	}
+	ep.running = len(ep.loops)
+	for _, l := range ep.loops {
+		go l.run()
+	}
+	return ep, nil
+}
+
+// closeEpListenersLocked stops the loops accepting on every listener;
+// s.mu is held.
+func (s *Server) closeEpListenersLocked() {
+	if s.ep == nil {
+		return
+	}
+	for el := range s.ep.listeners {
+		delete(s.ep.listeners, el)
+		// Stop listening now, not when the loops get to it: a client
+		// that connects from here on is refused, not accepted into a
+		// backlog that is then reset. The fd stays open (no loop can
+		// close it before the tasks below), so no accept meets a reused
+		// number; accept4 fails with EINVAL until each loop lets go.
+		unix.Shutdown(el.fd, unix.SHUT_RD)
+		for _, l := range s.ep.loops {
+			l.post(task{kind: taskUnlisten, ln: el})
+		}
+	}
+	// Loops with nothing left to serve exit; wake them to look.
+	for _, l := range s.ep.loops {
+		l.post(task{})
+	}
+}
+
+// waitLoops waits for the loops to exit, after Shutdown drained them.
+func (s *Server) waitLoops() {
+	s.mu.Lock()
+	ep := s.ep
+	s.mu.Unlock()
+	if ep != nil {
+		<-ep.exited
+	}
+}
+
+func newLoop(s *Server) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	l := &loop{s: s, epfd: epfd, wakefd: wakefd, sleepUntil: math.MinInt64}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	l.buf = make([]byte, loopBufferSize)
+	l.events = make([]unix.EpollEvent, 256)
+	return l, nil
+}
+
+func (l *loop) closeFDs() {
+	unix.Close(l.epfd)
+	unix.Close(l.wakefd)
+}
+
+// post hands the loop a task, waking it if it sleeps. Tasks posted after
+// the loop exited are dropped: nothing is left for them to act on.
+func (l *loop) post(t task) {
+	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		return
+	}
+	l.tasks = append(l.tasks, t)
+	if l.sleepUntil != math.MinInt64 {
+		l.wakeLocked()
+	}
+	l.mu.Unlock()
+}
+
+// wakeLocked interrupts epoll_wait. It writes under l.mu, so the eventfd
+// cannot be closed (and its number reused) in between.
+func (l *loop) wakeLocked() {
+	if l.woken {
+		return
+	}
+	l.woken = true
+	one := uint64(1)
+	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.wakefd), uintptr(unsafe.Pointer(&one)), 8)
+}
+
+// schedule makes sure c's timers are looked at by the time due (a
+// monotonic reading). An earlier entry stays: when it fires, the loop
+// looks at c's timers and schedules the next one.
+func (l *loop) schedule(c *Conn, due int64) {
+	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		return
+	}
+	l.timers.set(c, due)
+	if due < l.sleepUntil {
+		l.wakeLocked()
+	}
+	l.mu.Unlock()
+}
+
+func (l *loop) run() {
+	var tasks []task
+	for {
+		l.mu.Lock()
+		tasks, l.tasks = l.tasks, l.spare[:0]
+		l.mu.Unlock()
+		for i := range tasks {
+			l.do(tasks[i])
+			tasks[i] = task{}
+		}
+		l.mu.Lock()
+		l.spare = tasks
+		l.mu.Unlock()
+
+		l.fireTimers(monoNow())
+		if len(l.pending) > 0 {
+			pending := l.pending
+			l.pending = nil
+			for _, c := range pending {
+				l.read(c)
+			}
+		}
+		if l.done() {
+			return
+		}
+
+		timeout := l.sleep()
+		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		l.mu.Lock()
+		l.sleepUntil = math.MinInt64
+		l.mu.Unlock()
+		if err != nil && err != unix.EINTR {
+			panic(fmt.Sprintf("tcpkit: epoll_wait: %v", err)) // EBADF, EINVAL: a bug of ours
+		}
+		for i := 0; i < n; i++ {
+			ev := &l.events[i]
+			l.handle(int(ev.Fd), ev.Pad, ev.Events)
+		}
+	}
+}
+
+// sleep returns epoll_wait's timeout in milliseconds: 0 if there is work
+// already, -1 if nothing is due, else until the first timer (rounded up,
+// so the loop does not wake early and spin).
+func (l *loop) sleep() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.tasks) > 0 || len(l.pending) > 0 {
+		return 0
+	}
+	next := int64(math.MaxInt64)
+	if len(l.timers) > 0 {
+		next = l.timers[0].ep.due
+	}
+	if l.backoff > 0 {
+		next = min(next, l.backoff)
+	}
+	l.sleepUntil = next
+	if next == math.MaxInt64 {
+		return -1
+	}
+	d := next - monoNow()
+	if d <= 0 {
+		l.sleepUntil = math.MinInt64
+		return 0
+	}
+	return int(min((d+int64(time.Millisecond)-1)/int64(time.Millisecond), math.MaxInt32))
+}
+
+// handle dispatches one epoll event.
+func (l *loop) handle(fd int, tag int32, events uint32) {
+	if fd == l.wakefd {
+		var v uint64
+		syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&v)), 8)
+		l.mu.Lock()
+		l.woken = false
+		l.mu.Unlock()
+		return
+	}
+	if tag == listenerTag {
+		for _, el := range l.listeners {
+			if el.fd == fd {
+				l.accept(el)
+			}
+		}
+		return
+	}
+	if fd >= len(l.conns) || l.conns[fd] == nil {
+		return // closed while the event waited
+	}
+	c := l.conns[fd]
+	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.ep.hup = true // the FIN (or an error) is in: read to the end, not to a short read
+	}
+	if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		l.flush(c)
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		l.read(c)
+	}
+}
+
+const listenerTag = 1
+
+func (l *loop) do(t task) {
+	switch t.kind {
+	case taskClose:
+		l.release(t.c)
+	case taskRead:
+		if !t.c.ep.released() {
+			t.c.lastRead.Store(monoNow()) // the read timeout counts from now
+			l.read(t.c)
+			l.rearm(t.c, monoNow())
+		}
+	case taskShutdown:
+		l.endGracefully(t.c)
+	case taskListen:
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(t.ln.fd), Pad: listenerTag}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, t.ln.fd, &ev); err != nil {
+			l.unlisten(t.ln) // cannot happen with a listening socket; do not hang Serve
+			return
+		}
+		l.listeners = append(l.listeners, t.ln)
+	case taskUnlisten:
+		for i, el := range l.listeners {
+			if el == t.ln {
+				l.listeners = append(l.listeners[:i], l.listeners[i+1:]...)
+				unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, el.fd, nil)
+				l.unlisten(el)
+				break
+			}
+		}
+	}
+}
+
+// unlisten drops this loop's hold on el; the last one closes it.
+func (l *loop) unlisten(el *epListener) {
+	if el.left.Add(-1) == 0 {
+		unix.Close(el.fd)
+		close(el.done)
+	}
+}
+
+// done reports whether the loop has nothing left to do and exits it: the
+// server is shutting down, and no connection or listener is left.
+func (l *loop) done() bool {
+	if !l.s.inShutdown.Load() || l.open > 0 || len(l.listeners) > 0 {
+		return false
+	}
+	l.mu.Lock()
+	if len(l.tasks) > 0 {
+		l.mu.Unlock()
+		return false
+	}
+	l.exited = true
+	l.mu.Unlock()
+	l.closeFDs()
+	s := l.s
+	s.mu.Lock()
+	s.ep.running--
+	last := s.ep.running == 0
+	s.mu.Unlock()
+	if last {
+		if s.ep.reserve >= 0 {
+			unix.Close(s.ep.reserve)
+		}
+		close(s.ep.exited)
+	}
+	return true
+}
+
+// accept takes the connections waiting on el, a bounded number per event
+// so the loop's other connections are served too (the listener is
+// level-triggered: the rest are reported again).
+func (l *loop) accept(el *epListener) {
+	if l.backoff > 0 {
+		return
+	}
+	for range 64 {
+		fd, sa, err := unix.Accept4(el.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		switch err {
+		case nil:
+			l.open++ // before serve: release may follow at once
+			l.serve(fd, sa, el)
+			continue
+		case unix.EAGAIN:
+			return
+		case unix.EINTR, unix.ECONNABORTED:
+			continue
+		case unix.EMFILE, unix.ENFILE:
+			if l.shed(el, err) {
+				continue
+			}
+		}
+		// ENOBUFS, ENOMEM, or a shed that found no fd to spare: stop
+		// accepting on this loop for a moment rather than spin.
+		l.backoff = monoNow() + int64(10*time.Millisecond)
+		return
+	}
+}
+
+// shed accepts one connection and closes it at once, using the reserve
+// fd, when the process is out of fds: the client learns at once, instead
+// of waiting in the backlog, and the server keeps serving the rest.
+func (l *loop) shed(el *epListener, cause error) bool {
+	ep := l.s.ep
+	ep.reserveMu.Lock()
+	defer ep.reserveMu.Unlock()
+	if ep.reserve < 0 {
+		ep.reserve, _ = unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if ep.reserve <= 0 {
+			ep.reserve = -1
+		}
+		return false
+	}
+	unix.Close(ep.reserve)
+	fd, sa, err := unix.Accept4(el.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	if err == nil {
+		unix.Close(fd)
+		l.s.reject(sockaddrToTCP(sa), &net.OpError{Op: "accept", Net: "tcp", Addr: el.ln.Addr(), Err: cause})
+	}
+	ep.reserve, _ = unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if ep.reserve <= 0 {
+		ep.reserve = -1
+	}
+	return err == nil
+}
+
+// serve takes on an accepted socket: the limits, the registration, and
+// OnConnect.
+func (l *loop) serve(fd int, sa unix.Sockaddr, el *epListener) {
+	c := newEpConn(l, fd, sockaddrToAddrPort(sa), el)
+	if err := l.s.trackConn(c, false); err != nil {
+		l.open--
+		unix.Close(fd)
+		if err != ErrServerClosed {
+			l.s.reject(c.RemoteAddr(), err)
+		}
+		return
+	}
+	for fd >= len(l.conns) {
+		l.conns = append(l.conns, make([]*Conn, max(len(l.conns), 64))...)
+	}
+	l.conns[fd] = c
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		c.closeWith(err)
+		return
+	}
+	c.trace(TraceConnected, 0, nil)
+	l.rearm(c, monoNow())
+	c.call(c.ev.OnConnect)
+	if l.s.inShutdown.Load() {
+		l.endGracefully(c)
+	}
+}
+
+// read reads what the peer sent and delivers it, until a short read says
+// the socket is empty (the edge is consumed), or until the connection
+// must stop reading (paused, backlogged: the next Resume or drain reads
+// again). Once the peer's FIN was reported, a short read is not the end:
+// the FIN's edge came already, so it reads on to EOF.
+func (l *loop) read(c *Conn) {
+	ep := c.ep
+	if ep.eof || c.dead.Load() {
+		return
+	}
+	for i := 0; ; i++ {
+		if c.mustWait() {
+			ep.waiting = true
+			return
+		}
+		ep.waiting = false
+		if i == maxReadsPerEvent {
+			l.pending = append(l.pending, c)
+			return
+		}
+		n, errno := rawRead(ep.fd, l.buf)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN:
+			return
+		case errno != 0:
+			c.closeWith(c.opError("read", "read", errno))
+			return
+		case n == 0:
+			ep.eof = true
+			l.readEOF(c)
+			return
+		}
+		c.gotBytes(n)
+		if c.opt.Framing == Raw && ep.partial == nil {
+			l.deliver(c, l.buf[:n])
+		} else if !l.deliverMessages(c, l.buf[:n]) {
+			return
+		}
+		if c.dead.Load() || n < len(l.buf) && !ep.hup {
+			return
+		}
+	}
+}
+
+// deliverMessages splits framed input into messages, keeping an
+// unfinished one (in a buffer of its own, so an idle connection between
+// messages holds none). It reports whether to read on.
+func (l *loop) deliverMessages(c *Conn, p []byte) bool {
+	ep := c.ep
+	data := p
+	if len(ep.partial) > 0 {
+		ep.partial = append(ep.partial, p...)
+		data = ep.partial
+	}
+	max := c.opt.maxMessage()
+	for len(data) > 0 {
+		msg, used, err := c.opt.Framing.split(data, max)
+		if err != nil {
+			c.closeWith(err)
+			return false
+		}
+		if used == 0 {
+			break
+		}
+		data = data[used:]
+		l.deliver(c, msg)
+		if c.dead.Load() {
+			return false
+		}
+	}
+	if len(data) == 0 {
+		ep.partial = nil
+	} else {
+		ep.partial = append(ep.partial[:0], data...) // copy handles the overlap
+	}
+	return true
+}
+
+// readEOF handles the peer's FIN, after delivering an unfinished last
+// line or failing on an unfinished message.
+func (l *loop) readEOF(c *Conn) {
+	if p := c.ep.partial; len(p) > 0 {
+		c.ep.partial = nil
+		if c.opt.Framing != Lines {
+			c.closeWith(ErrTruncatedMessage)
+			return
+		}
+		l.deliver(c, p)
+		if c.dead.Load() {
+			return
+		}
+	}
+	c.peerFIN()
+	l.rearm(c, monoNow()) // the read timeout stops; the idle one may go on
+}
+
+func (l *loop) deliver(c *Conn, p []byte) {
+	if c.ev.OnData != nil {
+		c.callData(p)
+	}
+	if c.ep.endOnFirst { // Shutdown was waiting for this first message
+		c.ep.endOnFirst = false
+		c.ep.grace = 0
+		l.endNow(c)
+	}
+}
+
+// endGracefully ends c for Shutdown, between callbacks as it runs on the
+// loop; a connection that has sent nothing yet gets FirstMessageGrace.
+func (l *loop) endGracefully(c *Conn) {
+	if c.ep.released() {
+		return
+	}
+	if c.BytesRead() == 0 {
+		c.ep.endOnFirst = true
+		c.ep.grace = monoNow() + int64(FirstMessageGrace)
+		l.schedule(c, c.ep.grace)
+		return
+	}
+	l.endNow(c)
+}
+
+func (l *loop) endNow(c *Conn) {
+	c.dropInput.Store(true)
+	c.End()
+}
+
+// flush writes queued output when the socket takes more; when it is all
+// out, it sends a pending FIN, fires OnDrain, and reading resumes.
+func (l *loop) flush(c *Conn) {
+	c.mu.Lock()
+	if c.closed || !c.flushing {
+		c.mu.Unlock()
+		return
+	}
+	wrote := 0
+	for len(c.out) > 0 {
+		n, errno := rawWrite(c.ep.fd, c.out)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno == unix.EAGAIN {
+			break
+		}
+		if errno != 0 {
+			c.mu.Unlock()
+			c.traceWrote(wrote)
+			c.closeWith(c.opError("write", "write", errno))
+			return
+		}
+		c.out = c.out[n:]
+		wrote += n
+	}
+	if wrote > 0 {
+		c.bytesWritten.Add(int64(wrote))
+		c.touch()
+		c.ep.progress = monoNow()
+	}
+	if len(c.out) > 0 {
+		c.mu.Unlock()
+		c.traceWrote(wrote)
+		return
+	}
+	c.out = nil // an idle connection keeps no buffer
+	c.flushing = false
+	drain := c.needDrain
+	c.needDrain = false
+	c.backlogged.Store(false)
+	c.wakeDrainWaitersLocked()
+	fin := c.ending && !c.finSent
+	if fin {
+		c.finSent = true
+	}
+	c.mu.Unlock()
+	c.traceWrote(wrote)
+	if fin {
+		c.sendFIN()
+	}
+	if drain {
+		c.call(c.ev.OnDrain)
+	}
+	if c.ep.waiting {
+		c.lastRead.Store(monoNow())
+		l.read(c)
+	}
+}
+
+func (c *Conn) traceWrote(n int) {
+	if n > 0 {
+		c.trace(TraceWrite, n, nil)
+	}
+}
+
+// fireTimers looks at the connections whose timers are due.
+func (l *loop) fireTimers(now int64) {
+	for {
+		l.mu.Lock()
+		if len(l.timers) == 0 || l.timers[0].ep.due > now {
+			l.mu.Unlock()
+			break
+		}
+		c := l.timers.pop()
+		l.mu.Unlock()
+		l.expire(c, now)
+	}
+	if l.backoff > 0 && now >= l.backoff {
+		l.backoff = 0
+		for _, el := range l.listeners {
+			l.accept(el)
+		}
+	}
+}
+
+// expire acts on c's timers that are due, then schedules the next.
+func (l *loop) expire(c *Conn, now int64) {
+	if c.dead.Load() {
+		return
+	}
+	ep := c.ep
+	c.mu.Lock()
+	lingered := c.finDone && !c.peerEnded && now-ep.finAt >= int64(c.opt.lingerTimeout())
+	stalled := c.flushing && c.opt.WriteTimeout > 0 && now-ep.progress >= int64(c.opt.WriteTimeout)
+	c.mu.Unlock()
+	switch {
+	case lingered:
+		c.closeWith(nil)
+		return
+	case stalled:
+		c.closeWith(fmt.Errorf("%w: the peer took nothing for %v", ErrWriteTimeout, c.opt.WriteTimeout))
+		return
+	case l.reading(c) && c.opt.ReadTimeout > 0 && now-c.lastRead.Load() >= int64(c.opt.ReadTimeout):
+		c.closeWith(fmt.Errorf("%w: nothing received for %v", ErrReadTimeout, c.opt.ReadTimeout))
+		return
+	}
+	if ep.grace > 0 && now >= ep.grace {
+		ep.grace = 0
+		ep.endOnFirst = false
+		l.endNow(c)
+	}
+	c.mu.Lock()
+	fire := c.idleDueLocked(now)
+	c.mu.Unlock()
+	if fire {
+		c.timedOut()
+	}
+	l.rearm(c, monoNow())
+}
+
+// reading reports whether c is reading, so that the read timeout runs.
+func (l *loop) reading(c *Conn) bool { return !c.ep.eof && !c.mustWait() }
+
+// rearm schedules c's earliest timer still to come, if any.
+func (l *loop) rearm(c *Conn, now int64) {
+	if c.dead.Load() {
+		return
+	}
+	ep := c.ep
+	next := int64(math.MaxInt64)
+	c.mu.Lock()
+	if c.finDone && !c.peerEnded {
+		next = min(next, ep.finAt+int64(c.opt.lingerTimeout()))
+	}
+	if c.flushing && c.opt.WriteTimeout > 0 {
+		next = min(next, ep.progress+int64(c.opt.WriteTimeout))
+	}
+	if d := c.timeout.Load(); d > 0 && c.timerArmed.Load() {
+		next = min(next, c.lastActive.Load()+d)
+	}
+	c.mu.Unlock()
+	if rt := c.opt.ReadTimeout; rt > 0 && l.reading(c) {
+		next = min(next, c.lastRead.Load()+int64(rt))
+	}
+	if ep.grace > 0 {
+		next = min(next, ep.grace)
+	}
+	if next != math.MaxInt64 {
+		l.schedule(c, max(next, now))
+	}
+}
+
+// release closes c's fd and reports OnError and OnClose: the last of a
+// connection, run on its loop once it was closed.
+func (l *loop) release(c *Conn) {
+	ep := c.ep
+	c.mu.Lock()
+	if ep.fd < 0 {
+		c.mu.Unlock()
+		return
+	}
+	fd := ep.fd
+	ep.fd = -1
+	err := c.err
+	c.mu.Unlock()
+	l.conns[fd] = nil
+	unix.Close(fd)
+	l.mu.Lock()
+	l.timers.remove(c)
+	l.mu.Unlock()
+	l.open--
+	if err != nil {
+		c.traceFailure(err)
+	}
+	c.trace(TraceClosed, 0, err)
+	if err != nil && c.ev.OnError != nil {
+		c.guard(func() { c.ev.OnError(c, err) })
+	}
+	if c.ev.OnClose != nil {
+		c.guard(func() { c.ev.OnClose(c, err != nil) })
+	}
+	c.mu.Lock()
+	ep.finished = true
+	if c.done != nil {
+		close(c.done)
+	}
+	c.mu.Unlock()
+	if c.onDone != nil {
+		c.onDone(c)
+	}
+}
+
+func rawRead(fd int, p []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return int(n), e
+}
+
+func rawWrite(fd int, p []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return int(n), e
 }

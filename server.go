@@ -71,6 +71,7 @@ type Server struct {
 	shaking   map[net.Conn]struct{} // accepted, in Handshake
 	perIP     map[netip.Addr]int    // open connections by client address, kept when MaxConnsPerIP > 0
 	drained   chan struct{}         // closed when conns empties during Shutdown
+	ep        *epServer             // the epoll engine's loops, once started
 }
 
 // ListenAndServe listens on s.Addr and serves connections until Shutdown
@@ -173,6 +174,7 @@ func (s *Server) serveConn(nc net.Conn, accepted bool) {
 	}
 }
 
+
 // FirstMessageGrace is how long Shutdown lets a connection that has not
 // sent anything yet deliver its first message (and get its reply) before
 // ending it: a client, or a balancer, may have sent a request that is
@@ -183,6 +185,10 @@ const FirstMessageGrace = time.Second
 // or, if it has received nothing yet, once its first message has been
 // handled or FirstMessageGrace has passed.
 func (s *Server) endGracefully(c *Conn) {
+	if c.ep != nil {
+		c.ep.l.post(task{kind: taskShutdown, c: c}) // the loop runs between callbacks
+		return
+	}
 	if c.BytesRead() == 0 {
 		t := time.NewTimer(FirstMessageGrace)
 		select {
@@ -276,6 +282,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if len(s.conns) == 0 && len(s.shaking) == 0 {
 		s.mu.Unlock()
+		s.waitLoops()
 		return lnErr
 	}
 	if s.drained == nil {
@@ -285,6 +292,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	select {
 	case <-drained:
+		s.waitLoops()
 		return lnErr
 	case <-ctx.Done():
 		return ctx.Err()
@@ -325,6 +333,7 @@ func (s *Server) closeListeners(shaking bool) error {
 			delete(s.shaking, nc)
 		}
 	}
+	s.closeEpListenersLocked()
 	var errs []error
 	for ln := range s.listeners {
 		if err := ln.Close(); err != nil {

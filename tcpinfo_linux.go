@@ -11,6 +11,25 @@ import (
 
 // tcpInfo reads TCP_INFO from the connection's socket, or returns nil.
 func (c *Conn) tcpInfo() *TCPInfo {
+	ti := c.rawTCPInfo()
+	if ti == nil {
+		return nil
+	}
+	return &TCPInfo{
+		State:         ports.State(ti.State).String(), // the kernel's numbering, named once in ports
+		RTT:           time.Duration(ti.Rtt) * time.Microsecond,
+		RTTVar:        time.Duration(ti.Rttvar) * time.Microsecond,
+		Retransmits:   ti.Total_retrans,
+		Unacked:       ti.Unacked,
+		BytesAcked:    ti.Bytes_acked,
+		BytesReceived: ti.Bytes_received,
+	}
+}
+
+func (c *Conn) rawTCPInfo() *unix.TCPInfo {
+	if c.ep != nil {
+		return c.epTCPInfo()
+	}
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
 		return nil
@@ -26,13 +45,5 @@ func (c *Conn) tcpInfo() *TCPInfo {
 	}); err != nil || gerr != nil {
 		return nil
 	}
-	return &TCPInfo{
-		State:         ports.State(ti.State).String(), // the kernel's numbering, named once in ports
-		RTT:           time.Duration(ti.Rtt) * time.Microsecond,
-		RTTVar:        time.Duration(ti.Rttvar) * time.Microsecond,
-		Retransmits:   ti.Total_retrans,
-		Unacked:       ti.Unacked,
-		BytesAcked:    ti.Bytes_acked,
-		BytesReceived: ti.Bytes_received,
-	}
+	return ti
 }

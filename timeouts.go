@@ -31,6 +31,10 @@ func (c *Conn) touch() {
 	if c.timerArmed.CompareAndSwap(false, true) {
 		// Only after a timeout fired: re-arm so the next idle period
 		// counts. Asynchronously, since touch may run under c.mu.
+		if c.ep != nil {
+			c.ep.l.schedule(c, c.lastActive.Load()+c.timeout.Load())
+			return
+		}
 		go c.rearm()
 	}
 }
@@ -46,6 +50,12 @@ func (c *Conn) rearm() {
 // armLocked sets the read deadline to the earliest timeout still to come,
 // or clears it.
 func (c *Conn) armLocked(now int64) {
+	if c.ep != nil { // the loop's timers look at the rest when this is due
+		if d := c.timeout.Load(); d > 0 {
+			c.ep.l.schedule(c, now+d)
+		}
+		return
+	}
 	next := int64(-1)
 	if rt := c.opt.ReadTimeout; rt > 0 {
 		next = c.lastRead.Load() + int64(rt)

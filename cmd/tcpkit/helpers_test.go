@@ -311,10 +311,10 @@ func serveBin(t testing.TB, bin, host string, args ...string) (*proc, int) {
 	p := start(t, bin, append([]string{"serve", "--port", "0", "--host", host}, args...)...)
 	line := p.stdout.waitPrefix(t, "listen on port ", waitFor)
 	port, ok := strings.CutPrefix(line, "listen on port ")
-	port, ok2 := strings.CutSuffix(port, " at "+host)
+	port, _, ok2 := strings.Cut(port, " at "+host+" (")
 	n, err := strconv.Atoi(port)
 	if !ok || !ok2 || err != nil || n <= 0 || n > 65535 {
-		t.Fatalf("serve's first line is %q, want \"listen on port N at %s\"", line, host)
+		t.Fatalf("serve's first line is %q, want \"listen on port N at %s (ENGINE engine)\"", line, host)
 	}
 	if got := p.stdout.all(); got[0] != line {
 		t.Fatalf("serve's first line is %q, want %q", got[0], line)
@@ -401,7 +401,7 @@ func afterConnect(t testing.TB, out []string, host string, port int) []string {
 	if len(out) < 2 {
 		t.Fatalf("serve stdout: got %q, want the listen line, then the connect address line", out)
 	}
-	if want := "listen on port " + itoa(port) + " at " + host; out[0] != want {
+	if want := listenWant(port, host); out[0] != want {
 		t.Errorf("serve stdout line 1: got %q, want %q", out[0], want)
 	}
 	checkClientAddr(t, out[1], host, port)
@@ -489,4 +489,14 @@ func write(t testing.TB, c net.Conn, s string) {
 	if _, err := io.WriteString(c, s); err != nil {
 		t.Fatalf("writing %q: %v", s, err)
 	}
+}
+
+// listenWant is serve's first line for a plain TCP listener on host,
+// which the auto engine serves with epoll on Linux.
+func listenWant(port int, host string) string {
+	engine := "std"
+	if runtime.GOOS == "linux" {
+		engine = "epoll"
+	}
+	return "listen on port " + itoa(port) + " at " + host + " (" + engine + " engine)"
 }

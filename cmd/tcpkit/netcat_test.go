@@ -110,7 +110,7 @@ func TestNetcatBigTransfer(t *testing.T) {
 			if got := [sha256.Size]byte(back.h.Sum(nil)); got != want {
 				t.Errorf("SHA-256 of what came back: got %x, want %x", got, want)
 			}
-			checkLines(t, "serve --quiet stdout", stop(t, srv), []string{"listen on port " + itoa(port) + " at 127.0.0.1"})
+			checkLines(t, "serve --quiet stdout", stop(t, srv), []string{listenWant(port, "127.0.0.1")})
 		})
 	}
 }
@@ -502,7 +502,7 @@ func ncSocketPath(t testing.TB) string {
 func ncServeUnix(t testing.TB, path string) *proc {
 	t.Helper()
 	srv := startTcpkit(t, "serve", "--unix", path, "--mode", "echo")
-	srv.waitLine(t, "listen on "+path, waitFor)
+	srv.waitLine(t, "listen on "+path+" (std engine)", waitFor)
 	return srv
 }
 

@@ -209,7 +209,7 @@ func TestChurnCLI(t *testing.T) {
 	})
 	t.Logf("%d exchanges, %d at a time, in %v (%.0f/s); idle: %q; after: %q",
 		total, workers, took.Round(time.Millisecond), float64(total)/took.Seconds(), idle.line, after.line)
-	checkLines(t, "serve stdout", stop(t, srv), []string{"listen on port " + itoa(port) + " at 127.0.0.1"})
+	checkLines(t, "serve stdout", stop(t, srv), []string{listenWant(port, "127.0.0.1")})
 }
 
 // Slowloris: 1,000 connections that send nothing, against --read-timeout
@@ -356,7 +356,7 @@ func TestSlowlorisCLI(t *testing.T) {
 	// else: the normal exchanges print nothing with --quiet.
 	relPollStatus(t, srv, "no open connection", waitFor, func(s relStatus) bool { return s.conns == 0 })
 	out := stop(t, srv)
-	want := []string{"listen on port " + itoa(port) + " at 127.0.0.1"}
+	want := []string{listenWant(port, "127.0.0.1")}
 	for _, r := range results {
 		want = append(want, "error : "+r.local+" : read timeout: nothing received for 2s (--read-timeout)")
 	}
@@ -579,7 +579,7 @@ type relServeLog struct {
 }
 
 func newRelServeLog(srv *proc, port int) *relServeLog {
-	return &relServeLog{srv: srv, want: []string{"listen on port " + itoa(port) + " at 127.0.0.1"}}
+	return &relServeLog{srv: srv, want: []string{listenWant(port, "127.0.0.1")}}
 }
 
 // connected waits for c's connect line.

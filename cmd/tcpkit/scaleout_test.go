@@ -38,7 +38,7 @@ type soBackend struct {
 	metrics string // its --metrics address, 127.0.0.1:PORT
 }
 
-var soListenRe = regexp.MustCompile(`^listen on port (\d+) at 127\.0\.0\.1 \(metrics on http://(127\.0\.0\.1:\d+)/metrics\)$`)
+var soListenRe = regexp.MustCompile(`^listen on port (\d+) at 127\.0\.0\.1 \((?:epoll|std) engine, metrics on http://(127\.0\.0\.1:\d+)/metrics\)$`)
 
 // soServeMetrics starts "tcpkit serve --port 0 --host 127.0.0.1 --metrics
 // 127.0.0.1:0" with args and reads both ports from its first line.

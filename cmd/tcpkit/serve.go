@@ -46,6 +46,7 @@ Flags:
 // serveOptions are serve's flags.
 type serveOptions struct {
 	host, unix, mode, reply, frame, traceFormat, logFormat string
+	engine                                                 string
 	port, maxMessage, maxConns, maxPerIP                   int
 	v4, v6, reuseport, keepOpen, hex, quiet, trace         bool
 	idle, readTimeout, writeTimeout, drain, drainDelay     time.Duration
@@ -60,6 +61,7 @@ func (o *serveOptions) define(fs *flagSet) {
 	fs.StringVar(&o.unix, "unix", "", "listen on a Unix socket at `path` instead of TCP")
 	fs.BoolVar(&o.v4, "4", false, "IPv4 only")
 	fs.BoolVar(&o.v6, "6", false, "IPv6 only")
+	fs.StringVar(&o.engine, "engine", "auto", "what serves connections: epoll (event loops, one per core; Linux), std (a goroutine per connection), or auto: epoll where it can serve, std for TLS, PROXY protocol and Unix sockets")
 	fs.BoolVar(&o.reuseport, "reuseport", false, "let several processes listen on the port (SO_REUSEPORT): the kernel spreads connections over them")
 	fs.StringVar(&o.mode, "mode", "reply", "what to do with messages: reply, echo, discard or exec (see above)")
 	fs.StringVar(&o.reply, "reply", "test", "the `text` sent back for each message in reply mode")
@@ -146,6 +148,12 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "tcpkit serve: %v\n", err)
 		return exitFail
 	}
+	engine, err := srv.EngineFor(ln)
+	if err != nil {
+		ln.Close()
+		return usageError(stderr, "serve", "--engine %s: %v", o.engine, strings.TrimPrefix(err.Error(), "tcpkit: "))
+	}
+	notes := []string{engine.String() + " engine"}
 	if m != nil {
 		mln, err := net.Listen("tcp", o.metricsAddr)
 		if err != nil {
@@ -156,8 +164,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		mctx, stop := context.WithCancel(context.Background())
 		defer stop()
 		go m.serve(mctx, mln)
-		line += " (metrics on http://" + mln.Addr().String() + "/metrics)"
+		notes = append(notes, "metrics on http://"+mln.Addr().String()+"/metrics")
 	}
+	line += " (" + strings.Join(notes, ", ") + ")"
 	stopProfile, ok := startCPUProfile(o.cpuProfile, stderr)
 	if !ok {
 		ln.Close()
@@ -177,7 +186,12 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 	if err != nil {
 		return nil, fmt.Errorf("--frame: %w", err)
 	}
+	engine, err := tcpkit.ParseEngine(o.engine)
+	if err != nil {
+		return nil, fmt.Errorf("--engine: %w", err)
+	}
 	srv := &tcpkit.Server{
+		Engine: engine,
 		ConnOptions: tcpkit.ConnOptions{
 			IdleTimeout:  o.idle,
 			ReadTimeout:  o.readTimeout,
