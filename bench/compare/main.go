@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", time.Second, "load before each measured window, not counted")
 	rounds := fs.Int("rounds", 3, "rounds; each runs every server in every scenario, in a rotated order")
 	gen := fs.String("generator", "tcpkit", "load generator: tcpkit (tcpkit bench) or c (servers/c/gen.c)")
-	only := fs.String("servers", "all", "comma-separated servers: c, tcpkit-quiet, tcpkit, naive, gnet, node")
+	only := fs.String("servers", "all", "comma-separated servers: c, tcpkit-quiet, tcpkit, tcpkit-std, naive, gnet, node")
 	scen := fs.String("scenarios", "all", "comma-separated scenarios: oneshot, pingpong50, pingpong1000, idle")
 	idleConns := fs.Int("idle-conns", 10000, "connections held in the idle scenario")
 	idleHold := fs.Duration("idle-hold", 2*time.Second, "how long the idle scenario holds its connections once open (the server's RSS is sampled meanwhile)")

@@ -183,14 +183,19 @@ func targets(tables map[string]*table, gen string) []target {
 		}
 		return math.NaN()
 	}
-	for _, sc := range [][2]string{{"pingpong50", "pingpong c=50"}, {"pingpong1000", "pingpong c=1000"}} {
-		sc, title := sc[0], sc[1]
+	// Issue 8's targets for the epoll engine, per busy server core.
+	for _, sc := range [][3]any{{"oneshot", "oneshot c=50", 0.90}, {"pingpong50", "pingpong c=50", 0.97}, {"pingpong1000", "pingpong c=1000", 0.97}} {
+		sc, title, vsC := sc[0].(string), sc[1].(string), sc[2].(float64)
 		q := med(sc, "tcpkit-quiet", gen, perBusy)
-		ts = append(ts,
-			target{"tcpkit --quiet ÷ C, per busy core, " + title, ratio(q, med(sc, "c", gen, perBusy)), 0.85},
-			target{"tcpkit --quiet ÷ Node, per busy core, " + title, ratio(q, med(sc, "node", gen, perBusy)), 1.5},
-			target{"tcpkit (output to /dev/null) ÷ tcpkit --quiet, per busy core, " + title,
-				ratio(med(sc, "tcpkit", gen, perBusy), q), 0.9})
+		ts = append(ts, target{"tcpkit epoll --quiet ÷ C, per busy core, " + title, ratio(q, med(sc, "c", gen, perBusy)), vsC})
+		if sc != "oneshot" {
+			ts = append(ts, target{"tcpkit epoll --quiet ÷ gnet, per busy core, " + title, ratio(q, med(sc, "gnet", gen, perBusy)), 1})
+		}
+		ts = append(ts, target{"tcpkit epoll (output to /dev/null) ÷ tcpkit epoll --quiet, per busy core, " + title,
+			ratio(med(sc, "tcpkit", gen, perBusy), q), 0.9})
+	}
+	if k := med("idle", "tcpkit-quiet", gen, kibPerConn); !math.IsNaN(k) {
+		ts = append(ts, target{"tcpkit epoll: 1 ÷ KiB of RSS per idle connection (≤ 1 KiB)", 1 / k, 1})
 	}
 	ts = append(ts, target{"C server core busy under the generator, pingpong c=50", med("pingpong50", "c", gen, busyFrac), 0.85})
 	if gen != "c" {

@@ -22,9 +22,9 @@ type server struct {
 }
 
 func servers() []server {
-	tcpkit := func(quiet bool) func(*binaries, int, bool) []string {
+	tcpkit := func(engine string, quiet bool) func(*binaries, int, bool) []string {
 		return func(b *binaries, port int, keepOpen bool) []string {
-			a := []string{b.tcpkit, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(port)}
+			a := []string{b.tcpkit, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--engine", engine}
 			if quiet {
 				a = append(a, "--quiet")
 			}
@@ -51,8 +51,9 @@ func servers() []server {
 			}
 			return []string{b.cServer, strconv.Itoa(port), mode}
 		}},
-		{"tcpkit-quiet", "tcpkit --quiet", true, tcpkit(true)},
-		{"tcpkit", "tcpkit (output to /dev/null)", true, tcpkit(false)},
+		{"tcpkit-quiet", "tcpkit epoll --quiet", true, tcpkit("epoll", true)},
+		{"tcpkit", "tcpkit epoll (output to /dev/null)", true, tcpkit("epoll", false)},
+		{"tcpkit-std", "tcpkit std --quiet", true, tcpkit("std", true)},
 		{"naive", "naive Go", true, goFlags(func(b *binaries) string { return b.naive })},
 		{"gnet", "gnet v2", true, goFlags(func(b *binaries) string { return b.gnet })},
 		{"node", "Node (seed)", false, func(b *binaries, port int, keepOpen bool) []string {
