@@ -174,7 +174,6 @@ func (s *Server) serveConn(nc net.Conn, accepted bool) {
 	}
 }
 
-
 // FirstMessageGrace is how long Shutdown lets a connection that has not
 // sent anything yet deliver its first message (and get its reply) before
 // ending it: a client, or a balancer, may have sent a request that is
