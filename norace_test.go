@@ -1,0 +1,5 @@
+//go:build !race
+
+package tcpkit
+
+const raceEnabled = false
