@@ -40,7 +40,7 @@
 //	log.Fatal(srv.ListenAndServe())
 //
 // Callbacks of one connection run one at a time on goroutines tcpkit
-// owns; a callback that blocks holds up only its own connection's
-// reading. The engine underneath (today a goroutine per connection) is
-// not part of the API.
+// owns. On Linux the default engine runs them on event loops that many
+// connections share, as Node.js does: a callback must not block, and
+// hands slow work off with Conn.Offload. See Engine.
 package tcpkit
