@@ -5,10 +5,11 @@ package tcpkit
 //
 // The callbacks of one connection never run at the same time, and they run
 // in the order the events happened: OnConnect first, OnClose last and
-// exactly once. Callbacks of different connections run concurrently. A
-// callback blocks the delivery of the next event of its connection, and
-// reading from it; hand long work to a goroutine and call Conn.Write from
-// there (Write is safe for concurrent use).
+// exactly once. A callback blocks the delivery of the next event of its
+// connection, and reading from it; on the epoll engine it also blocks
+// every other connection of its event loop. Hand slow work to
+// Conn.Offload, or to a goroutine that calls Conn.Write (Write is safe
+// for concurrent use).
 type Events struct {
 	// OnConnect is called once the connection is established: accepted by
 	// a Server, or connected by a Dialer.
