@@ -35,7 +35,8 @@ type epServer struct {
 	listeners map[*epListener]struct{} // under Server.mu
 
 	reserveMu sync.Mutex
-	reserve   int // an fd held back to shed connections at the fd limit; -1 if none
+	reserve   int         // an fd held back to shed connections at the fd limit; -1 if none
+	atLimit   atomic.Bool // the fd limit was met: accepts take reserveMu, so none takes the reserve's slot
 }
 
 // An epListener is a listening socket the loops accept on: a duplicate of
@@ -172,10 +173,7 @@ func (s *Server) trackEpListener(ln net.Listener, el *epListener) ([]*loop, erro
 
 func (s *Server) startLoops() (*epServer, error) {
 	ep := &epServer{exited: make(chan struct{}), listeners: make(map[*epListener]struct{})}
-	ep.reserve, _ = unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if ep.reserve == 0 { // Open failed and returned no fd
-		ep.reserve = -1
-	}
+	ep.takeReserveLocked()
 	for range s.loopCount() {
 		l, err := newLoop(s)
 		if err != nil {
@@ -414,10 +412,11 @@ func (l *loop) do(t task) {
 	case taskShutdown:
 		l.endGracefully(t.c)
 	case taskListen:
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(t.ln.fd), Pad: listenerTag}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, t.ln.fd, &ev); err != nil {
-			l.unlisten(t.ln) // cannot happen with a listening socket; do not hang Serve
-			return
+		if l.backoff == 0 {
+			if err := l.register(t.ln); err != nil {
+				l.unlisten(t.ln) // cannot happen with a listening socket; do not hang Serve
+				return
+			}
 		}
 		l.listeners = append(l.listeners, t.ln)
 	case taskUnlisten:
@@ -475,8 +474,18 @@ func (l *loop) accept(el *epListener) {
 	if l.backoff > 0 {
 		return
 	}
+	ep := l.s.ep
 	for range 64 {
-		fd, sa, err := unix.Accept4(el.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		var fd int
+		var sa unix.Sockaddr
+		var err error
+		if ep.atLimit.Load() {
+			ep.reserveMu.Lock()
+			fd, sa, err = unix.Accept4(el.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			ep.reserveMu.Unlock()
+		} else {
+			fd, sa, err = unix.Accept4(el.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		}
 		switch err {
 		case nil:
 			l.open++ // before serve: release may follow at once
@@ -491,11 +500,39 @@ func (l *loop) accept(el *epListener) {
 				continue
 			}
 		}
-		// ENOBUFS, ENOMEM, or a shed that found no fd to spare: stop
-		// accepting on this loop for a moment rather than spin.
-		l.backoff = monoNow() + int64(10*time.Millisecond)
+		// ENOBUFS, ENOMEM, EINVAL after Shutdown, or a shed that found
+		// no fd to spare: stop accepting on this loop for a moment.
+		l.pauseAccepting()
 		return
 	}
+}
+
+// pauseAccepting takes the listeners out of this loop's epoll set for a
+// moment: they are level-triggered, so while a connection waits that
+// cannot be accepted, epoll_wait would report them again at once, and
+// the loop would spin.
+func (l *loop) pauseAccepting() {
+	l.backoff = monoNow() + int64(10*time.Millisecond)
+	for _, el := range l.listeners {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, el.fd, nil)
+	}
+}
+
+// resumeAccepting puts them back, and accepts what waits.
+func (l *loop) resumeAccepting() {
+	l.backoff = 0
+	for _, el := range l.listeners {
+		l.register(el)
+	}
+	for _, el := range l.listeners {
+		l.accept(el)
+	}
+}
+
+// register adds a listener to this loop's epoll set.
+func (l *loop) register(el *epListener) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(el.fd), Pad: listenerTag}
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, el.fd, &ev)
 }
 
 // shed accepts one connection and closes it at once, using the reserve
@@ -503,13 +540,10 @@ func (l *loop) accept(el *epListener) {
 // of waiting in the backlog, and the server keeps serving the rest.
 func (l *loop) shed(el *epListener, cause error) bool {
 	ep := l.s.ep
+	ep.atLimit.Store(true)
 	ep.reserveMu.Lock()
 	defer ep.reserveMu.Unlock()
-	if ep.reserve < 0 {
-		ep.reserve, _ = unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if ep.reserve <= 0 {
-			ep.reserve = -1
-		}
+	if ep.reserve < 0 && !ep.takeReserveLocked() {
 		return false
 	}
 	unix.Close(ep.reserve)
@@ -518,11 +552,20 @@ func (l *loop) shed(el *epListener, cause error) bool {
 		unix.Close(fd)
 		l.s.reject(sockaddrToTCP(sa), &net.OpError{Op: "accept", Net: "tcp", Addr: el.ln.Addr(), Err: cause})
 	}
-	ep.reserve, _ = unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if ep.reserve <= 0 {
+	ep.takeReserveLocked()
+	// EAGAIN: another loop took it; the caller's next accept says so.
+	return err == nil || err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED
+}
+
+// takeReserveLocked opens the reserve fd, if an fd is to be had.
+func (ep *epServer) takeReserveLocked() bool {
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		ep.reserve = -1
+		return false
 	}
-	return err == nil
+	ep.reserve = fd
+	return true
 }
 
 // serve takes on an accepted socket: the limits, the registration, and
@@ -762,10 +805,7 @@ func (l *loop) fireTimers(now int64) {
 		l.expire(c, now)
 	}
 	if l.backoff > 0 && now >= l.backoff {
-		l.backoff = 0
-		for _, el := range l.listeners {
-			l.accept(el)
-		}
+		l.resumeAccepting()
 	}
 }
 
@@ -851,6 +891,13 @@ func (l *loop) release(c *Conn) {
 	c.mu.Unlock()
 	l.conns[fd] = nil
 	unix.Close(fd)
+	if ep := l.s.ep; ep.atLimit.Load() {
+		ep.reserveMu.Lock()
+		if ep.reserve < 0 { // lost at the limit: this fd's slot makes a new one
+			ep.takeReserveLocked()
+		}
+		ep.reserveMu.Unlock()
+	}
 	l.mu.Lock()
 	l.timers.remove(c)
 	l.mu.Unlock()
