@@ -74,6 +74,7 @@ func TestHandshakeErrorRejects(t *testing.T) {
 	rec := newRecorder()
 	rj := newRejections()
 	srv := &Server{
+		Engine:    EngineStd,
 		Events:    rec.record(Events{}),
 		Handshake: func(nc net.Conn) (net.Conn, error) { return nil, errBoom },
 		OnReject:  rj.onReject,
@@ -129,7 +130,7 @@ func waitEntered(t *testing.T, entered <-chan string, want string) {
 func TestHandshakeSlowDoesNotHoldUpAccepts(t *testing.T) {
 	entered := make(chan string, 8)
 	rec := newRecorder()
-	addr := startServer(t, &Server{Events: rec.record(seedEvents()), Handshake: oneByteHandshake(entered)})
+	addr := startServer(t, &Server{Engine: EngineStd, Events: rec.record(seedEvents()), Handshake: oneByteHandshake(entered)})
 	slow := rawDial(t, addr) // sends nothing yet: its Handshake waits
 	waitEntered(t, entered, slow.LocalAddr().String())
 	for i := range 3 {
@@ -165,6 +166,7 @@ func TestHandshakeInterruptedByClose(t *testing.T) {
 	rec := newRecorder()
 	shake := oneByteHandshake(entered)
 	srv := &Server{
+		Engine: EngineStd,
 		Events: rec.record(seedEvents()),
 		Handshake: func(nc net.Conn) (net.Conn, error) {
 			hc, err := shake(nc)
@@ -206,6 +208,7 @@ func TestHandshakeCutByCloseIsNotRejected(t *testing.T) {
 	rj := newRejections()
 	shake := oneByteHandshake(entered)
 	srv := &Server{
+		Engine: EngineStd,
 		Events: seedEvents(),
 		Handshake: func(nc net.Conn) (net.Conn, error) {
 			defer close(returned)
@@ -251,6 +254,7 @@ func TestHandshakeDoneAfterClose(t *testing.T) {
 	rec := newRecorder()
 	rj := newRejections()
 	srv := &Server{
+		Engine: EngineStd,
 		Events: rec.record(seedEvents()),
 		Handshake: func(nc net.Conn) (net.Conn, error) {
 			defer close(returned)
@@ -302,6 +306,7 @@ func TestHandshakePerIPLimitSeesHandshakeAddress(t *testing.T) {
 	rec := newRecorder()
 	rj := newRejections()
 	srv := &Server{
+		Engine:        EngineStd,
 		MaxConnsPerIP: 1,
 		Handshake: func(nc net.Conn) (net.Conn, error) {
 			b := make([]byte, 1)
@@ -354,6 +359,7 @@ func TestHandshakeProxyProtocolEndToEnd(t *testing.T) {
 	srvRec := newRecorder()
 	var remote, local string
 	srv := &Server{
+		Engine:    EngineStd,
 		Handshake: (&proxy.Policy{From: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}).Handshake,
 		Events: srvRec.record(Events{
 			OnConnect: func(c *Conn) { remote, local = c.RemoteAddr().String(), c.LocalAddr().String() },
