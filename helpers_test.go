@@ -47,8 +47,14 @@ func startServer(t testing.TB, srv *Server) string {
 	return startServerOn(t, srv, "tcp4", "127.0.0.1:0")
 }
 
+// startServerOn is startServer on a listener of its own. srv.Engine must
+// be set: a test says which engine it covers, rather than getting the one
+// EngineAuto picks (epoll on Linux) in its std run too.
 func startServerOn(t testing.TB, srv *Server, network, addr string) string {
 	t.Helper()
+	if srv.Engine == EngineAuto {
+		t.Fatalf("startServer: set Server.Engine (forEachEngine's, or EngineStd for a Handshake)")
+	}
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatalf("listen: %v", err)
