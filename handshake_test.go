@@ -1,12 +1,12 @@
 package tcpkit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"regexp"
 	"runtime"
 	"sync"
 	"testing"
@@ -234,15 +234,19 @@ func TestHandshakeCutByCloseIsNotRejected(t *testing.T) {
 
 // waitHandshakeGoroutines waits until no goroutine of Serve's runs a
 // Handshake or what follows it (OnReject, serving): they have no event of
-// their own to wait on.
+// their own to wait on. They are closures in Serve or in the engine's
+// serve function (serveStd), whatever that is named.
 func waitHandshakeGoroutines(t *testing.T) {
 	t.Helper()
 	buf := make([]byte, 1<<20)
 	waitUntil(t, "Serve's handshake goroutines to end", func() bool {
 		n := runtime.Stack(buf, true)
-		return !bytes.Contains(buf[:n], []byte("tcpkit.(*Server).Serve.func"))
+		return !serveClosure.Match(buf[:n])
 	})
 }
+
+// serveClosure matches a closure of Serve's, or of serveStd's, in a stack.
+var serveClosure = regexp.MustCompile(`tcpkit\.\(\*Server\)\.[Ss]erve\w*\.func`)
 
 // A Handshake that succeeds after Close (it did not read the connection,
 // so Close could not interrupt it) gets its connection closed, not served:
