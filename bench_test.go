@@ -8,19 +8,24 @@ import (
 )
 
 // BenchmarkPingPong measures one request-reply exchange over a persistent
-// loopback connection (the seed's keep-open mode): tcpkit's server against
-// the naive goroutine-per-connection server written on net alone, so the
-// cost of the Conn abstraction shows as the difference. Allocations are
-// per exchange, both sides of it in this process; the client allocates
+// loopback connection (the seed's keep-open mode): tcpkit's server, on
+// each engine (tcpkit/SIZE/std, tcpkit/SIZE/epoll), against the naive
+// goroutine-per-connection server written on net alone, so the cost of
+// the Conn abstraction shows as the difference. Allocations are per
+// exchange, both sides of it in this process; the client allocates
 // nothing.
 func BenchmarkPingPong(b *testing.B) {
 	for _, size := range []int{8, 4 << 10} {
 		msg := make([]byte, size)
 		b.Run("tcpkit/"+byteSize(size), func(b *testing.B) {
-			addr := startServer(b, &Server{Events: Events{
-				OnData: func(c *Conn, p []byte) { c.Write(p) },
-			}})
-			pingPong(b, addr, msg)
+			for _, e := range engines {
+				b.Run(e.String(), func(b *testing.B) {
+					addr := startServer(b, &Server{Engine: e, Events: Events{
+						OnData: func(c *Conn, p []byte) { c.Write(p) },
+					}})
+					pingPong(b, addr, msg)
+				})
+			}
 		})
 		b.Run("naive/"+byteSize(size), func(b *testing.B) {
 			pingPong(b, naiveEcho(b), msg)

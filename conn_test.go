@@ -28,52 +28,56 @@ func seedEnding() Events {
 // ends; the client sees the reply, the FIN, a clean close, and a write
 // after that fails with EPIPE.
 func TestSeedScenarioEvents(t *testing.T) {
-	srvRec, cliRec := newRecorder(), newRecorder()
-	addr := startServer(t, &Server{Events: srvRec.record(seedEnding())})
-	c := dialT(t, addr, cliRec.record(Events{
-		OnConnect: func(c *Conn) { c.Write(testing_) },
-	}))
-	waitDone(t, c)
-	srvRec.wait(t, "close false")
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		srvRec, cliRec := newRecorder(), newRecorder()
+		addr := startServer(t, &Server{Engine: e, Events: srvRec.record(seedEnding())})
+		c := dialT(t, addr, cliRec.record(Events{
+			OnConnect: func(c *Conn) { c.Write(testing_) },
+		}))
+		waitDone(t, c)
+		srvRec.wait(t, "close false")
 
-	assertEvents(t, "client", cliRec.events(), []string{"connect", "data test", "end", "close false"})
-	assertEvents(t, "server", srvRec.events(), []string{"connect", "data testing~", "end", "close false"})
+		assertEvents(t, "client", cliRec.events(), []string{"connect", "data test", "end", "close false"})
+		assertEvents(t, "server", srvRec.events(), []string{"connect", "data testing~", "end", "close false"})
 
-	_, err := c.Write(testing_)
-	if !errors.Is(err, ErrPeerEnded) || !errors.Is(err, syscall.EPIPE) {
-		t.Errorf("write after the server ended: got %v, want ErrPeerEnded wrapping EPIPE", err)
-	}
-	if c.Err() != nil {
-		t.Errorf("Err() = %v, want nil after a clean close", c.Err())
-	}
-	if c.BytesWritten() != 8 || c.BytesRead() != 4 {
-		t.Errorf("client wrote %d and read %d bytes, want 8 and 4", c.BytesWritten(), c.BytesRead())
-	}
+		_, err := c.Write(testing_)
+		if !errors.Is(err, ErrPeerEnded) || !errors.Is(err, syscall.EPIPE) {
+			t.Errorf("write after the server ended: got %v, want ErrPeerEnded wrapping EPIPE", err)
+		}
+		if c.Err() != nil {
+			t.Errorf("Err() = %v, want nil after a clean close", c.Err())
+		}
+		if c.BytesWritten() != 8 || c.BytesRead() != 4 {
+			t.Errorf("client wrote %d and read %d bytes, want 8 and 4", c.BytesWritten(), c.BytesRead())
+		}
+	})
 }
 
 // The seed's second scenario: the server keeps the connection open and
 // replies to every message; the client ends when it is done.
 func TestKeepOpenScenarioEvents(t *testing.T) {
-	srvRec, cliRec := newRecorder(), newRecorder()
-	addr := startServer(t, &Server{Events: srvRec.record(Events{
-		OnData: func(c *Conn, p []byte) { c.Write(test) },
-	})})
-	c := dialT(t, addr, cliRec.record(Events{}))
-	for i := 1; i <= 3; i++ {
-		if _, err := c.Write(testing_); err != nil {
-			t.Fatalf("write %d: %v", i, err)
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		srvRec, cliRec := newRecorder(), newRecorder()
+		addr := startServer(t, &Server{Engine: e, Events: srvRec.record(Events{
+			OnData: func(c *Conn, p []byte) { c.Write(test) },
+		})})
+		c := dialT(t, addr, cliRec.record(Events{}))
+		for i := 1; i <= 3; i++ {
+			if _, err := c.Write(testing_); err != nil {
+				t.Fatalf("write %d: %v", i, err)
+			}
+			cliRec.waitN(t, "data test", i)
 		}
-		cliRec.waitN(t, "data test", i)
-	}
-	c.End()
-	waitDone(t, c)
-	srvRec.wait(t, "close false")
+		c.End()
+		waitDone(t, c)
+		srvRec.wait(t, "close false")
 
-	assertEvents(t, "client", cliRec.events(), []string{"connect", "data test", "data test", "data test", "end", "close false"})
-	assertEvents(t, "server", srvRec.events(), []string{"connect", "data testing~", "data testing~", "data testing~", "end", "close false"})
-	if _, err := c.Write(testing_); !errors.Is(err, ErrWriteAfterEnd) {
-		t.Errorf("write after End: got %v, want ErrWriteAfterEnd", err)
-	}
+		assertEvents(t, "client", cliRec.events(), []string{"connect", "data test", "data test", "data test", "end", "close false"})
+		assertEvents(t, "server", srvRec.events(), []string{"connect", "data testing~", "data testing~", "data testing~", "end", "close false"})
+		if _, err := c.Write(testing_); !errors.Is(err, ErrWriteAfterEnd) {
+			t.Errorf("write after End: got %v, want ErrWriteAfterEnd", err)
+		}
+	})
 }
 
 // When the server ends after replying, the client reads the reply, then a
@@ -82,247 +86,270 @@ func TestKeepOpenScenarioEvents(t *testing.T) {
 // is left unread when it closes, which is what would make the kernel send
 // a reset.
 func TestEndAfterReplyIsCleanWithDataInFlight(t *testing.T) {
-	srvRec := newRecorder()
-	conns := make(chan *Conn, 1)
-	ev := seedEnding()
-	ev.OnConnect = func(c *Conn) { conns <- c }
-	srv := &Server{Events: srvRec.record(ev)}
-	addr := startServer(t, srv)
-	nc := rawDial(t, addr)
-	sc := <-conns
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		srvRec := newRecorder()
+		conns := make(chan *Conn, 1)
+		ev := seedEnding()
+		ev.OnConnect = func(c *Conn) { conns <- c }
+		srv := &Server{Engine: e, Events: srvRec.record(ev)}
+		addr := startServer(t, srv)
+		nc := rawDial(t, addr)
+		sc := <-conns
 
-	extra := bytes.Repeat([]byte("x"), 256<<10)
-	if _, err := nc.Write(testing_); err != nil {
-		t.Fatal(err)
-	}
-	srvRec.wait(t, "data testing~")
-	if _, err := nc.Write(extra); err != nil { // arrives after the server's End
-		t.Fatalf("write after the server's reply: %v", err)
-	}
-	got, err := io.ReadAll(nc) // the reply, then EOF: ReadAll fails on a reset
-	if err != nil {
-		t.Fatalf("client read: %v, want the reply then a clean EOF", err)
-	}
-	if string(got) != "test" {
-		t.Errorf("client read %q, want %q", got, "test")
-	}
-	if srv.Conns() != 1 {
-		t.Errorf("server closed before the client's FIN: it would reset unread data")
-	}
-	nc.CloseWrite()
-	srvRec.wait(t, "close false")
+		extra := bytes.Repeat([]byte("x"), 256<<10)
+		if _, err := nc.Write(testing_); err != nil {
+			t.Fatal(err)
+		}
+		srvRec.wait(t, "data testing~")
+		if _, err := nc.Write(extra); err != nil { // arrives after the server's End
+			t.Fatalf("write after the server's reply: %v", err)
+		}
+		got, err := io.ReadAll(nc) // the reply, then EOF: ReadAll fails on a reset
+		if err != nil {
+			t.Fatalf("client read: %v, want the reply then a clean EOF", err)
+		}
+		if string(got) != "test" {
+			t.Errorf("client read %q, want %q", got, "test")
+		}
+		if srv.Conns() != 1 {
+			t.Errorf("server closed before the client's FIN: it would reset unread data")
+		}
+		nc.CloseWrite()
+		srvRec.wait(t, "close false")
 
-	evs := srvRec.events()
-	if evs[0] != "connect" || evs[1] != "data testing~" || evs[len(evs)-2] != "end" {
-		t.Errorf("server events %q: want connect, data testing~, the extra data, end, close false", evs)
-	}
-	if want := int64(len(testing_) + len(extra)); sc.BytesRead() != want {
-		t.Errorf("server read %d bytes before closing, want all %d", sc.BytesRead(), want)
-	}
+		evs := srvRec.events()
+		if evs[0] != "connect" || evs[1] != "data testing~" || evs[len(evs)-2] != "end" {
+			t.Errorf("server events %q: want connect, data testing~, the extra data, end, close false", evs)
+		}
+		if want := int64(len(testing_) + len(extra)); sc.BytesRead() != want {
+			t.Errorf("server read %d bytes before closing, want all %d", sc.BytesRead(), want)
+		}
+	})
 }
 
 // The idle timeout fires once per idle period, and activity re-arms it.
 func TestIdleTimeoutFiresOncePerPeriod(t *testing.T) {
-	const idle = 50 * time.Millisecond
-	srvRec := newRecorder()
-	addr := startServer(t, &Server{
-		Events:      srvRec.record(Events{OnTimeout: func(c *Conn) {}}),
-		ConnOptions: ConnOptions{IdleTimeout: idle},
-	})
-	nc := rawDial(t, addr)
-	srvRec.wait(t, "timeout")
-	start := time.Now()
-	// Several idle periods pass with no more timeouts.
-	time.Sleep(6 * idle) // an assertion of absence needs time to pass
-	assertEvents(t, "server", srvRec.events(), []string{"connect", "timeout"})
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const idle = 50 * time.Millisecond
+		srvRec := newRecorder()
+		addr := startServer(t, &Server{
+			Engine:      e,
+			Events:      srvRec.record(Events{OnTimeout: func(c *Conn) {}}),
+			ConnOptions: ConnOptions{IdleTimeout: idle},
+		})
+		nc := rawDial(t, addr)
+		srvRec.wait(t, "timeout")
+		start := time.Now()
+		// Several idle periods pass with no more timeouts.
+		time.Sleep(6 * idle) // an assertion of absence needs time to pass
+		assertEvents(t, "server", srvRec.events(), []string{"connect", "timeout"})
 
-	nc.Write([]byte("again")) // activity re-arms the timeout
-	srvRec.waitN(t, "timeout", 2)
-	if time.Since(start) < 6*idle {
-		t.Errorf("second timeout came too soon")
-	}
-	assertEvents(t, "server", srvRec.events(), []string{"connect", "timeout", "data again", "timeout"})
+		nc.Write([]byte("again")) // activity re-arms the timeout
+		srvRec.waitN(t, "timeout", 2)
+		if time.Since(start) < 6*idle {
+			t.Errorf("second timeout came too soon")
+		}
+		assertEvents(t, "server", srvRec.events(), []string{"connect", "timeout", "data again", "timeout"})
+	})
 }
 
 // Without an OnTimeout callback an idle connection is ended.
 func TestIdleTimeoutEndsByDefault(t *testing.T) {
-	addr := startServer(t, &Server{ConnOptions: ConnOptions{IdleTimeout: 20 * time.Millisecond}})
-	nc := rawDial(t, addr)
-	if got, err := io.ReadAll(nc); err != nil || len(got) != 0 {
-		t.Fatalf("read = %q, %v; want a clean EOF from the idle timeout", got, err)
-	}
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		addr := startServer(t, &Server{Engine: e, ConnOptions: ConnOptions{IdleTimeout: 20 * time.Millisecond}})
+		nc := rawDial(t, addr)
+		if got, err := io.ReadAll(nc); err != nil || len(got) != 0 {
+			t.Fatalf("read = %q, %v; want a clean EOF from the idle timeout", got, err)
+		}
+	})
 }
 
 // Writing counts as activity: a connection that only sends is not idle.
 func TestIdleTimeoutCountsWrites(t *testing.T) {
-	const idle = 80 * time.Millisecond
-	srvRec := newRecorder()
-	stop := make(chan struct{})
-	addr := startServer(t, &Server{
-		Events: srvRec.record(Events{
-			OnConnect: func(c *Conn) {
-				go func() {
-					tick := time.NewTicker(idle / 8)
-					defer tick.Stop()
-					for {
-						select {
-						case <-stop:
-							return
-						case <-tick.C:
-							c.Write([]byte("."))
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const idle = 80 * time.Millisecond
+		srvRec := newRecorder()
+		stop := make(chan struct{})
+		addr := startServer(t, &Server{
+			Engine: e,
+			Events: srvRec.record(Events{
+				OnConnect: func(c *Conn) {
+					go func() {
+						tick := time.NewTicker(idle / 8)
+						defer tick.Stop()
+						for {
+							select {
+							case <-stop:
+								return
+							case <-tick.C:
+								c.Write([]byte("."))
+							}
 						}
-					}
-				}()
-			},
-			OnTimeout: func(c *Conn) { c.Close() },
-		}),
-		ConnOptions: ConnOptions{IdleTimeout: idle},
-	})
-	nc := rawDial(t, addr)
-	buf := make([]byte, 64)
-	var got int
-	for got < 30 { // 30 writes: 3.75 idle periods of writing only
-		n, err := nc.Read(buf)
-		if err != nil {
-			t.Fatalf("read after %d bytes: %v (timed out while writing?)", got, err)
+					}()
+				},
+				OnTimeout: func(c *Conn) { c.Close() },
+			}),
+			ConnOptions: ConnOptions{IdleTimeout: idle},
+		})
+		nc := rawDial(t, addr)
+		buf := make([]byte, 64)
+		var got int
+		for got < 30 { // 30 writes: 3.75 idle periods of writing only
+			n, err := nc.Read(buf)
+			if err != nil {
+				t.Fatalf("read after %d bytes: %v (timed out while writing?)", got, err)
+			}
+			got += n
 		}
-		got += n
-	}
-	close(stop)
-	srvRec.wait(t, "timeout")
-	evs := srvRec.events()
-	if evs[0] != "connect" || evs[1] != "timeout" {
-		t.Errorf("events %q, want connect then timeout", evs)
-	}
+		close(stop)
+		srvRec.wait(t, "timeout")
+		evs := srvRec.events()
+		if evs[0] != "connect" || evs[1] != "timeout" {
+			t.Errorf("events %q, want connect then timeout", evs)
+		}
+	})
 }
 
 // A reset from the peer is an error: OnError, then OnClose(true).
 func TestPeerResetIsAnError(t *testing.T) {
-	srvRec := newRecorder()
-	var gotErr error
-	addr := startServer(t, &Server{Events: srvRec.record(Events{
-		OnError: func(c *Conn, err error) { gotErr = err },
-	})})
-	nc := rawDial(t, addr)
-	nc.Write([]byte("hi"))
-	srvRec.wait(t, "data hi")
-	nc.SetLinger(0) // close sends RST
-	nc.Close()
-	srvRec.wait(t, "close true")
-	assertEvents(t, "server", srvRec.events(), []string{"connect", "data hi", "error", "close true"})
-	if !errors.Is(gotErr, syscall.ECONNRESET) {
-		t.Errorf("OnError got %v, want ECONNRESET", gotErr)
-	}
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		srvRec := newRecorder()
+		var gotErr error
+		addr := startServer(t, &Server{Engine: e, Events: srvRec.record(Events{
+			OnError: func(c *Conn, err error) { gotErr = err },
+		})})
+		nc := rawDial(t, addr)
+		nc.Write([]byte("hi"))
+		srvRec.wait(t, "data hi")
+		nc.SetLinger(0) // close sends RST
+		nc.Close()
+		srvRec.wait(t, "close true")
+		assertEvents(t, "server", srvRec.events(), []string{"connect", "data hi", "error", "close true"})
+		if !errors.Is(gotErr, syscall.ECONNRESET) {
+			t.Errorf("OnError got %v, want ECONNRESET", gotErr)
+		}
+	})
 }
 
 // Output over the high-water mark sets NeedDrain; OnDrain fires once the
 // peer has taken it all.
 func TestDrainAfterHighWaterMark(t *testing.T) {
-	const total = 4 << 20 // well past the kernel's socket buffers
-	srvRec := newRecorder()
-	type state struct{ needDrain, buffered bool }
-	got := make(chan state, 1)
-	addr := startServer(t, &Server{Events: srvRec.record(Events{
-		OnConnect: func(c *Conn) {
-			c.Write(make([]byte, total))
-			got <- state{c.NeedDrain(), c.Buffered() > 0}
-		},
-		OnDrain: func(c *Conn) {
-			if c.NeedDrain() || c.Buffered() != 0 {
-				t.Errorf("in OnDrain: NeedDrain %v, Buffered %d; want false, 0", c.NeedDrain(), c.Buffered())
-			}
-			c.End()
-		},
-	})})
-	nc := rawDial(t, addr)
-	if s := <-got; !s.needDrain || !s.buffered {
-		t.Errorf("after a %d-byte write to a reader that has not read: NeedDrain %v, buffered %v; want true, true", total, s.needDrain, s.buffered)
-	}
-	n, err := io.Copy(io.Discard, nc)
-	if err != nil || n != total {
-		t.Fatalf("client read %d bytes, %v; want %d and EOF", n, err, total)
-	}
-	nc.CloseWrite()
-	srvRec.wait(t, "close false")
-	assertEvents(t, "server", srvRec.events(), []string{"connect", "drain", "end", "close false"})
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const total = 4 << 20 // well past the kernel's socket buffers
+		srvRec := newRecorder()
+		type state struct{ needDrain, buffered bool }
+		got := make(chan state, 1)
+		addr := startServer(t, &Server{Engine: e, Events: srvRec.record(Events{
+			OnConnect: func(c *Conn) {
+				c.Write(make([]byte, total))
+				got <- state{c.NeedDrain(), c.Buffered() > 0}
+			},
+			OnDrain: func(c *Conn) {
+				if c.NeedDrain() || c.Buffered() != 0 {
+					t.Errorf("in OnDrain: NeedDrain %v, Buffered %d; want false, 0", c.NeedDrain(), c.Buffered())
+				}
+				c.End()
+			},
+		})})
+		nc := rawDial(t, addr)
+		if s := <-got; !s.needDrain || !s.buffered {
+			t.Errorf("after a %d-byte write to a reader that has not read: NeedDrain %v, buffered %v; want true, true", total, s.needDrain, s.buffered)
+		}
+		n, err := io.Copy(io.Discard, nc)
+		if err != nil || n != total {
+			t.Fatalf("client read %d bytes, %v; want %d and EOF", n, err, total)
+		}
+		nc.CloseWrite()
+		srvRec.wait(t, "close false")
+		assertEvents(t, "server", srvRec.events(), []string{"connect", "drain", "end", "close false"})
+	})
 }
 
 // A panic in a callback closes that connection with a PanicError, and the
 // server goes on serving others.
 func TestPanicInCallbackIsContained(t *testing.T) {
-	srvRec := newRecorder()
-	var gotErr error
-	addr := startServer(t, &Server{Events: srvRec.record(Events{
-		OnData: func(c *Conn, p []byte) {
-			if string(p) == "boom" {
-				panic("boom")
-			}
-			c.Write(test)
-			c.End()
-		},
-		OnError: func(c *Conn, err error) { gotErr = err },
-	})})
-	nc := rawDial(t, addr)
-	nc.Write([]byte("boom"))
-	srvRec.wait(t, "close true")
-	var pe *PanicError
-	if !errors.As(gotErr, &pe) || pe.Value != "boom" {
-		t.Errorf("OnError got %v, want a PanicError with value boom", gotErr)
-	}
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		srvRec := newRecorder()
+		var gotErr error
+		addr := startServer(t, &Server{Engine: e, Events: srvRec.record(Events{
+			OnData: func(c *Conn, p []byte) {
+				if string(p) == "boom" {
+					panic("boom")
+				}
+				c.Write(test)
+				c.End()
+			},
+			OnError: func(c *Conn, err error) { gotErr = err },
+		})})
+		nc := rawDial(t, addr)
+		nc.Write([]byte("boom"))
+		srvRec.wait(t, "close true")
+		var pe *PanicError
+		if !errors.As(gotErr, &pe) || pe.Value != "boom" {
+			t.Errorf("OnError got %v, want a PanicError with value boom", gotErr)
+		}
 
-	nc2 := rawDial(t, addr)
-	nc2.Write(testing_)
-	if got, err := io.ReadAll(nc2); err != nil || string(got) != "test" {
-		t.Errorf("after a panic on another connection: read %q, %v; want test", got, err)
-	}
+		nc2 := rawDial(t, addr)
+		nc2.Write(testing_)
+		if got, err := io.ReadAll(nc2); err != nil || string(got) != "test" {
+			t.Errorf("after a panic on another connection: read %q, %v; want test", got, err)
+		}
+	})
 }
 
 // With AllowHalfOpen the server may still write after the client's FIN.
 func TestAllowHalfOpen(t *testing.T) {
-	addr := startServer(t, &Server{
-		Events: Events{OnEnd: func(c *Conn) {
-			c.Write([]byte("late reply"))
-			c.End()
-		}},
-		ConnOptions: ConnOptions{AllowHalfOpen: true},
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		addr := startServer(t, &Server{
+			Engine: e,
+			Events: Events{OnEnd: func(c *Conn) {
+				c.Write([]byte("late reply"))
+				c.End()
+			}},
+			ConnOptions: ConnOptions{AllowHalfOpen: true},
+		})
+		nc := rawDial(t, addr)
+		nc.Write([]byte("question"))
+		nc.CloseWrite()
+		if got, err := io.ReadAll(nc); err != nil || string(got) != "late reply" {
+			t.Errorf("read %q, %v; want %q then EOF", got, err, "late reply")
+		}
 	})
-	nc := rawDial(t, addr)
-	nc.Write([]byte("question"))
-	nc.CloseWrite()
-	if got, err := io.ReadAll(nc); err != nil || string(got) != "late reply" {
-		t.Errorf("read %q, %v; want %q then EOF", got, err, "late reply")
-	}
 }
 
 // Pause stops OnData; Resume delivers what waited in the kernel.
 func TestPauseResume(t *testing.T) {
-	srvRec := newRecorder()
-	conns := make(chan *Conn, 1)
-	addr := startServer(t, &Server{Events: srvRec.record(Events{
-		OnConnect: func(c *Conn) { c.Pause(); conns <- c },
-	})})
-	nc := rawDial(t, addr)
-	sc := <-conns
-	nc.Write([]byte("held"))
-	time.Sleep(50 * time.Millisecond) // an assertion of absence needs time to pass
-	assertEvents(t, "server while paused", srvRec.events(), []string{"connect"})
-	sc.Resume()
-	srvRec.wait(t, "data held")
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		srvRec := newRecorder()
+		conns := make(chan *Conn, 1)
+		addr := startServer(t, &Server{Engine: e, Events: srvRec.record(Events{
+			OnConnect: func(c *Conn) { c.Pause(); conns <- c },
+		})})
+		nc := rawDial(t, addr)
+		sc := <-conns
+		nc.Write([]byte("held"))
+		time.Sleep(50 * time.Millisecond) // an assertion of absence needs time to pass
+		assertEvents(t, "server while paused", srvRec.events(), []string{"connect"})
+		sc.Resume()
+		srvRec.wait(t, "data held")
+	})
 }
 
 // Close drops queued output and closes at once without an error.
 func TestCloseIsImmediate(t *testing.T) {
-	srvRec := newRecorder()
-	addr := startServer(t, &Server{Events: srvRec.record(Events{
-		OnData: func(c *Conn, p []byte) { c.Close() },
-	})})
-	nc := rawDial(t, addr)
-	nc.Write([]byte("x"))
-	srvRec.wait(t, "close false")
-	if _, err := io.ReadAll(nc); err != nil {
-		t.Errorf("client read after server Close: %v, want EOF", err)
-	}
-	assertEvents(t, "server", srvRec.events(), []string{"connect", "data x", "close false"})
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		srvRec := newRecorder()
+		addr := startServer(t, &Server{Engine: e, Events: srvRec.record(Events{
+			OnData: func(c *Conn, p []byte) { c.Close() },
+		})})
+		nc := rawDial(t, addr)
+		nc.Write([]byte("x"))
+		srvRec.wait(t, "close false")
+		if _, err := io.ReadAll(nc); err != nil {
+			t.Errorf("client read after server Close: %v, want EOF", err)
+		}
+		assertEvents(t, "server", srvRec.events(), []string{"connect", "data x", "close false"})
+	})
 }
 
 // IPv6 loopback works the same way.
@@ -332,75 +359,82 @@ func TestIPv6(t *testing.T) {
 		t.Skipf("no IPv6 loopback here: %v", err)
 	}
 	ln.Close()
-	srvRec := newRecorder()
-	addr := startServerOn(t, &Server{Events: srvRec.record(seedEnding())}, "tcp6", "[::1]:0")
-	cliRec := newRecorder()
-	c := dialT(t, addr, cliRec.record(Events{OnConnect: func(c *Conn) { c.Write(testing_) }}))
-	waitDone(t, c)
-	assertEvents(t, "client", cliRec.events(), []string{"connect", "data test", "end", "close false"})
-	if ip := c.LocalAddr().(*net.TCPAddr).IP; ip.To4() != nil {
-		t.Errorf("client local address %v, want IPv6", ip)
-	}
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		srvRec := newRecorder()
+		addr := startServerOn(t, &Server{Engine: e, Events: srvRec.record(seedEnding())}, "tcp6", "[::1]:0")
+		cliRec := newRecorder()
+		c := dialT(t, addr, cliRec.record(Events{OnConnect: func(c *Conn) { c.Write(testing_) }}))
+		waitDone(t, c)
+		assertEvents(t, "client", cliRec.events(), []string{"connect", "data test", "end", "close false"})
+		if ip := c.LocalAddr().(*net.TCPAddr).IP; ip.To4() != nil {
+			t.Errorf("client local address %v, want IPv6", ip)
+		}
+	})
 }
 
 // WaitDrain lets a producer outside the callbacks write no faster than
 // the peer reads.
 func TestWaitDrain(t *testing.T) {
-	const chunk, chunks = 64 << 10, 64
-	done := make(chan error, 1)
-	addr := startServer(t, &Server{Events: Events{OnConnect: func(c *Conn) {
-		go func() {
-			maxQueued := 0
-			for range chunks {
-				c.Write(make([]byte, chunk))
-				maxQueued = max(maxQueued, c.Buffered())
-				if err := c.WaitDrain(t.Context()); err != nil {
-					done <- err
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const chunk, chunks = 64 << 10, 64
+		done := make(chan error, 1)
+		addr := startServer(t, &Server{Engine: e, Events: Events{OnConnect: func(c *Conn) {
+			go func() {
+				maxQueued := 0
+				for range chunks {
+					c.Write(make([]byte, chunk))
+					maxQueued = max(maxQueued, c.Buffered())
+					if err := c.WaitDrain(t.Context()); err != nil {
+						done <- err
+						return
+					}
+				}
+				if maxQueued > 2*chunk {
+					done <- fmt.Errorf("queue grew to %d bytes, want at most two chunks", maxQueued)
 					return
 				}
-			}
-			if maxQueued > 2*chunk {
-				done <- fmt.Errorf("queue grew to %d bytes, want at most two chunks", maxQueued)
-				return
-			}
-			c.End()
-			done <- nil
-		}()
-	}}})
-	nc := rawDial(t, addr)
-	n, err := io.Copy(io.Discard, nc)
-	if err != nil || n != chunk*chunks {
-		t.Fatalf("read %d bytes, %v; want %d", n, err, chunk*chunks)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+				c.End()
+				done <- nil
+			}()
+		}}})
+		nc := rawDial(t, addr)
+		n, err := io.Copy(io.Discard, nc)
+		if err != nil || n != chunk*chunks {
+			t.Fatalf("read %d bytes, %v; want %d", n, err, chunk*chunks)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // The idle timeout also fires when the connection is not reading: half
 // open after the peer's FIN, or paused.
 func TestIdleTimeoutWhileNotReading(t *testing.T) {
-	for _, tt := range []struct {
-		name  string
-		opt   ConnOptions
-		setup func(c *Conn)
-		peer  func(nc *net.TCPConn)
-	}{
-		{"half open", ConnOptions{AllowHalfOpen: true}, func(c *Conn) {}, func(nc *net.TCPConn) { nc.CloseWrite() }},
-		{"paused", ConnOptions{}, func(c *Conn) { c.Pause() }, func(nc *net.TCPConn) {}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			srvRec := newRecorder()
-			tt.opt.IdleTimeout = 50 * time.Millisecond
-			addr := startServer(t, &Server{
-				Events:      srvRec.record(Events{OnConnect: tt.setup, OnTimeout: func(c *Conn) { c.Close() }}),
-				ConnOptions: tt.opt,
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		for _, tt := range []struct {
+			name  string
+			opt   ConnOptions
+			setup func(c *Conn)
+			peer  func(nc *net.TCPConn)
+		}{
+			{"half open", ConnOptions{AllowHalfOpen: true}, func(c *Conn) {}, func(nc *net.TCPConn) { nc.CloseWrite() }},
+			{"paused", ConnOptions{}, func(c *Conn) { c.Pause() }, func(nc *net.TCPConn) {}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				srvRec := newRecorder()
+				tt.opt.IdleTimeout = 50 * time.Millisecond
+				addr := startServer(t, &Server{
+					Engine:      e,
+					Events:      srvRec.record(Events{OnConnect: tt.setup, OnTimeout: func(c *Conn) { c.Close() }}),
+					ConnOptions: tt.opt,
+				})
+				nc := rawDial(t, addr)
+				srvRec.wait(t, "connect")
+				tt.peer(nc)
+				srvRec.wait(t, "timeout")
+				srvRec.wait(t, "close false")
 			})
-			nc := rawDial(t, addr)
-			srvRec.wait(t, "connect")
-			tt.peer(nc)
-			srvRec.wait(t, "timeout")
-			srvRec.wait(t, "close false")
-		})
-	}
+		}
+	})
 }

@@ -95,42 +95,45 @@ func FuzzSplit(f *testing.F) {
 // Messages split across reads, and several in one read, reach OnData
 // once each, whole; WriteMessage frames the replies.
 func TestFramedMessagesOverTheWire(t *testing.T) {
-	for _, fr := range []Framing{Lines, Len32} {
-		t.Run(fr.String(), func(t *testing.T) {
-			srvRec := newRecorder()
-			addr := startServer(t, &Server{
-				Events: srvRec.record(Events{OnData: func(c *Conn, p []byte) {
-					c.WriteMessage(bytes.ToUpper(bytes.TrimSuffix(p, []byte("\n"))))
-				}}),
-				ConnOptions: ConnOptions{Framing: fr},
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		for _, fr := range []Framing{Lines, Len32} {
+			t.Run(fr.String(), func(t *testing.T) {
+				srvRec := newRecorder()
+				addr := startServer(t, &Server{
+					Engine: e,
+					Events: srvRec.record(Events{OnData: func(c *Conn, p []byte) {
+						c.WriteMessage(bytes.ToUpper(bytes.TrimSuffix(p, []byte("\n"))))
+					}}),
+					ConnOptions: ConnOptions{Framing: fr},
+				})
+				nc := rawDial(t, addr)
+				var wire []byte
+				for _, m := range []string{"one", "two", "three"} {
+					wire, _ = fr.appendMessage(wire, []byte(m))
+				}
+				nc.Write(wire[:2]) // a message split across reads
+				srvRec.wait(t, "connect")
+				nc.Write(wire[2:]) // the rest of it, and two more in one read
+				srvRec.waitN(t, "data "+framed(fr, "three"), 1)
+				nc.CloseWrite()
+				got, err := io.ReadAll(nc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want []byte
+				for _, m := range []string{"ONE", "TWO", "THREE"} {
+					want, _ = fr.appendMessage(want, []byte(m))
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("replies %q, want %q", got, want)
+				}
+				srvRec.wait(t, "close false")
+				assertEvents(t, "server", srvRec.events(), []string{"connect",
+					"data " + framed(fr, "one"), "data " + framed(fr, "two"), "data " + framed(fr, "three"),
+					"end", "close false"})
 			})
-			nc := rawDial(t, addr)
-			var wire []byte
-			for _, m := range []string{"one", "two", "three"} {
-				wire, _ = fr.appendMessage(wire, []byte(m))
-			}
-			nc.Write(wire[:2]) // a message split across reads
-			srvRec.wait(t, "connect")
-			nc.Write(wire[2:]) // the rest of it, and two more in one read
-			srvRec.waitN(t, "data "+framed(fr, "three"), 1)
-			nc.CloseWrite()
-			got, err := io.ReadAll(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var want []byte
-			for _, m := range []string{"ONE", "TWO", "THREE"} {
-				want, _ = fr.appendMessage(want, []byte(m))
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("replies %q, want %q", got, want)
-			}
-			srvRec.wait(t, "close false")
-			assertEvents(t, "server", srvRec.events(), []string{"connect",
-				"data " + framed(fr, "one"), "data " + framed(fr, "two"), "data " + framed(fr, "three"),
-				"end", "close false"})
-		})
-	}
+		}
+	})
 }
 
 // framed is what OnData receives for message m.
@@ -144,39 +147,44 @@ func framed(fr Framing, m string) string {
 // An oversized message closes the connection with ErrMessageTooLarge
 // before the server buffers it.
 func TestOversizedMessageClosesConnection(t *testing.T) {
-	srvRec := newRecorder()
-	var gotErr error
-	addr := startServer(t, &Server{
-		Events:      srvRec.record(Events{OnError: func(c *Conn, err error) { gotErr = err }}),
-		ConnOptions: ConnOptions{Framing: Len32, MaxMessage: 1024},
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		srvRec := newRecorder()
+		var gotErr error
+		addr := startServer(t, &Server{
+			Engine:      e,
+			Events:      srvRec.record(Events{OnError: func(c *Conn, err error) { gotErr = err }}),
+			ConnOptions: ConnOptions{Framing: Len32, MaxMessage: 1024},
+		})
+		nc := rawDial(t, addr)
+		nc.Write([]byte{0, 0, 4, 1}) // 1025 bytes announced
+		srvRec.wait(t, "close true")
+		if !errors.Is(gotErr, ErrMessageTooLarge) {
+			t.Errorf("error %v, want ErrMessageTooLarge", gotErr)
+		}
 	})
-	nc := rawDial(t, addr)
-	nc.Write([]byte{0, 0, 4, 1}) // 1025 bytes announced
-	srvRec.wait(t, "close true")
-	if !errors.Is(gotErr, ErrMessageTooLarge) {
-		t.Errorf("error %v, want ErrMessageTooLarge", gotErr)
-	}
 }
 
 // A last line without its newline is delivered at the peer's FIN; a
 // Len32 message cut short by the FIN is an error.
 func TestMessageCutByFIN(t *testing.T) {
-	for _, tt := range []struct {
-		fr   Framing
-		send string
-		want []string
-	}{
-		{Lines, "a\nlast", []string{"connect", "data a\n", "data last", "end", "close false"}},
-		{Len32, "\x00\x00\x00\x05ab", []string{"connect", "error", "close true"}},
-	} {
-		t.Run(tt.fr.String(), func(t *testing.T) {
-			srvRec := newRecorder()
-			addr := startServer(t, &Server{Events: srvRec.record(Events{}), ConnOptions: ConnOptions{Framing: tt.fr}})
-			nc := rawDial(t, addr)
-			nc.Write([]byte(tt.send))
-			nc.CloseWrite()
-			srvRec.wait(t, tt.want[len(tt.want)-1])
-			assertEvents(t, "server", srvRec.events(), tt.want)
-		})
-	}
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		for _, tt := range []struct {
+			fr   Framing
+			send string
+			want []string
+		}{
+			{Lines, "a\nlast", []string{"connect", "data a\n", "data last", "end", "close false"}},
+			{Len32, "\x00\x00\x00\x05ab", []string{"connect", "error", "close true"}},
+		} {
+			t.Run(tt.fr.String(), func(t *testing.T) {
+				srvRec := newRecorder()
+				addr := startServer(t, &Server{Engine: e, Events: srvRec.record(Events{}), ConnOptions: ConnOptions{Framing: tt.fr}})
+				nc := rawDial(t, addr)
+				nc.Write([]byte(tt.send))
+				nc.CloseWrite()
+				srvRec.wait(t, tt.want[len(tt.want)-1])
+				assertEvents(t, "server", srvRec.events(), tt.want)
+			})
+		}
+	})
 }

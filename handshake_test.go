@@ -1,12 +1,12 @@
 package tcpkit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"regexp"
 	"runtime"
 	"sync"
 	"testing"
@@ -74,6 +74,7 @@ func TestHandshakeErrorRejects(t *testing.T) {
 	rec := newRecorder()
 	rj := newRejections()
 	srv := &Server{
+		Engine:    EngineStd,
 		Events:    rec.record(Events{}),
 		Handshake: func(nc net.Conn) (net.Conn, error) { return nil, errBoom },
 		OnReject:  rj.onReject,
@@ -129,7 +130,7 @@ func waitEntered(t *testing.T, entered <-chan string, want string) {
 func TestHandshakeSlowDoesNotHoldUpAccepts(t *testing.T) {
 	entered := make(chan string, 8)
 	rec := newRecorder()
-	addr := startServer(t, &Server{Events: rec.record(seedEvents()), Handshake: oneByteHandshake(entered)})
+	addr := startServer(t, &Server{Engine: EngineStd, Events: rec.record(seedEvents()), Handshake: oneByteHandshake(entered)})
 	slow := rawDial(t, addr) // sends nothing yet: its Handshake waits
 	waitEntered(t, entered, slow.LocalAddr().String())
 	for i := range 3 {
@@ -165,6 +166,7 @@ func TestHandshakeInterruptedByClose(t *testing.T) {
 	rec := newRecorder()
 	shake := oneByteHandshake(entered)
 	srv := &Server{
+		Engine: EngineStd,
 		Events: rec.record(seedEvents()),
 		Handshake: func(nc net.Conn) (net.Conn, error) {
 			hc, err := shake(nc)
@@ -206,6 +208,7 @@ func TestHandshakeCutByCloseIsNotRejected(t *testing.T) {
 	rj := newRejections()
 	shake := oneByteHandshake(entered)
 	srv := &Server{
+		Engine: EngineStd,
 		Events: seedEvents(),
 		Handshake: func(nc net.Conn) (net.Conn, error) {
 			defer close(returned)
@@ -231,15 +234,19 @@ func TestHandshakeCutByCloseIsNotRejected(t *testing.T) {
 
 // waitHandshakeGoroutines waits until no goroutine of Serve's runs a
 // Handshake or what follows it (OnReject, serving): they have no event of
-// their own to wait on.
+// their own to wait on. They are closures in Serve or in the engine's
+// serve function (serveStd), whatever that is named.
 func waitHandshakeGoroutines(t *testing.T) {
 	t.Helper()
 	buf := make([]byte, 1<<20)
 	waitUntil(t, "Serve's handshake goroutines to end", func() bool {
 		n := runtime.Stack(buf, true)
-		return !bytes.Contains(buf[:n], []byte("tcpkit.(*Server).Serve.func"))
+		return !serveClosure.Match(buf[:n])
 	})
 }
+
+// serveClosure matches a closure of Serve's, or of serveStd's, in a stack.
+var serveClosure = regexp.MustCompile(`tcpkit\.\(\*Server\)\.[Ss]erve\w*\.func`)
 
 // A Handshake that succeeds after Close (it did not read the connection,
 // so Close could not interrupt it) gets its connection closed, not served:
@@ -251,6 +258,7 @@ func TestHandshakeDoneAfterClose(t *testing.T) {
 	rec := newRecorder()
 	rj := newRejections()
 	srv := &Server{
+		Engine: EngineStd,
 		Events: rec.record(seedEvents()),
 		Handshake: func(nc net.Conn) (net.Conn, error) {
 			defer close(returned)
@@ -302,6 +310,7 @@ func TestHandshakePerIPLimitSeesHandshakeAddress(t *testing.T) {
 	rec := newRecorder()
 	rj := newRejections()
 	srv := &Server{
+		Engine:        EngineStd,
 		MaxConnsPerIP: 1,
 		Handshake: func(nc net.Conn) (net.Conn, error) {
 			b := make([]byte, 1)
@@ -354,6 +363,7 @@ func TestHandshakeProxyProtocolEndToEnd(t *testing.T) {
 	srvRec := newRecorder()
 	var remote, local string
 	srv := &Server{
+		Engine:    EngineStd,
 		Handshake: (&proxy.Policy{From: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}).Handshake,
 		Events: srvRec.record(Events{
 			OnConnect: func(c *Conn) { remote, local = c.RemoteAddr().String(), c.LocalAddr().String() },

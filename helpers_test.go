@@ -22,6 +22,24 @@ func TestMain(m *testing.M) {
 // microseconds, so reaching it means the event will not come.
 const waitTime = 5 * time.Second
 
+// engines are the engines every test that starts a Server runs on: std
+// everywhere, and epoll where it is built (Linux).
+var engines = func() []Engine {
+	if epollBuilt {
+		return []Engine{EngineStd, EngineEpoll}
+	}
+	return []Engine{EngineStd}
+}()
+
+// forEachEngine runs f in a subtest per engine, named "std" and "epoll",
+// one after the other: f sets Engine: e on the Server it starts.
+func forEachEngine(t *testing.T, f func(t *testing.T, e Engine)) {
+	t.Helper()
+	for _, e := range engines {
+		t.Run(e.String(), func(t *testing.T) { f(t, e) })
+	}
+}
+
 // startServer serves srv on a fresh loopback port and returns the address.
 // The server is closed when the test ends.
 func startServer(t testing.TB, srv *Server) string {
@@ -29,8 +47,14 @@ func startServer(t testing.TB, srv *Server) string {
 	return startServerOn(t, srv, "tcp4", "127.0.0.1:0")
 }
 
+// startServerOn is startServer on a listener of its own. srv.Engine must
+// be set: a test says which engine it covers, rather than getting the one
+// EngineAuto picks (epoll on Linux) in its std run too.
 func startServerOn(t testing.TB, srv *Server, network, addr string) string {
 	t.Helper()
+	if srv.Engine == EngineAuto {
+		t.Fatalf("startServer: set Server.Engine (forEachEngine's, or EngineStd for a Handshake)")
+	}
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatalf("listen: %v", err)

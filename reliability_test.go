@@ -118,68 +118,70 @@ func relSlowWriter(t testing.TB, nc net.Conn, stallAfter time.Duration, stalled 
 // stall long before 1 GiB, the server's memory stays bounded, and other
 // clients are still served.
 func TestSlowReaderBackpressure(t *testing.T) {
-	conns := make(chan *Conn, 2)
-	srv := &Server{Events: Events{
-		OnConnect: func(c *Conn) { conns <- c },
-		OnData:    relEcho,
-	}}
-	addr := startServer(t, srv)
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		conns := make(chan *Conn, 2)
+		srv := &Server{Engine: e, Events: Events{
+			OnConnect: func(c *Conn) { conns <- c },
+			OnData:    relEcho,
+		}}
+		addr := startServer(t, srv)
 
-	runtime.GC() // what earlier tests left is not ours to count
-	heap := startHeapSampler(t)
-	start := time.Now()
-	slow := rawDial(t, addr)
-	sc := <-conns
-	sent, err := relSlowWriter(t, slow, time.Second, sc.NeedDrain)
-	stallTime := time.Since(start)
-	if err != nil {
-		t.Fatalf("slow client: write failed after %d bytes: %v", sent, err)
-	}
-	if sent >= 1<<30 {
-		t.Fatalf("slow client: sent all of 1 GiB without stalling; the server did not push back")
-	}
-	// What can be in flight when it stalls: the socket buffers of both
-	// ends, both ways, the server's high-water mark and read buffer, and
-	// the chunk being written.
-	rmem, wmem := relSysctlMax("/proc/sys/net/ipv4/tcp_rmem"), relSysctlMax("/proc/sys/net/ipv4/tcp_wmem")
-	if rmem > 0 && wmem > 0 {
-		bound := 2*(rmem+wmem) + DefaultHighWaterMark + MaxReadBufferSize + 1<<20
-		if sent > bound {
-			t.Errorf("slow client: sent %d bytes before stalling, more than the %d that socket buffers (tcp_rmem max %d, tcp_wmem max %d) and the high-water mark can hold", sent, bound, rmem, wmem)
+		runtime.GC() // what earlier tests left is not ours to count
+		heap := startHeapSampler(t)
+		start := time.Now()
+		slow := rawDial(t, addr)
+		sc := <-conns
+		sent, err := relSlowWriter(t, slow, time.Second, sc.NeedDrain)
+		stallTime := time.Since(start)
+		if err != nil {
+			t.Fatalf("slow client: write failed after %d bytes: %v", sent, err)
 		}
-	}
-	if r := sc.BytesRead(); r > sent {
-		t.Errorf("server read %d bytes, more than the %d sent", r, sent)
-	}
+		if sent >= 1<<30 {
+			t.Fatalf("slow client: sent all of 1 GiB without stalling; the server did not push back")
+		}
+		// What can be in flight when it stalls: the socket buffers of both
+		// ends, both ways, the server's high-water mark and read buffer, and
+		// the chunk being written.
+		rmem, wmem := relSysctlMax("/proc/sys/net/ipv4/tcp_rmem"), relSysctlMax("/proc/sys/net/ipv4/tcp_wmem")
+		if rmem > 0 && wmem > 0 {
+			bound := 2*(rmem+wmem) + DefaultHighWaterMark + MaxReadBufferSize + 1<<20
+			if sent > bound {
+				t.Errorf("slow client: sent %d bytes before stalling, more than the %d that socket buffers (tcp_rmem max %d, tcp_wmem max %d) and the high-water mark can hold", sent, bound, rmem, wmem)
+			}
+		}
+		if r := sc.BytesRead(); r > sent {
+			t.Errorf("server read %d bytes, more than the %d sent", r, sent)
+		}
 
-	// Another client is served while the slow one is stalled.
-	other := rawDial(t, addr)
-	<-conns
-	exStart := time.Now()
-	if _, err := other.Write([]byte("ping")); err != nil {
-		t.Fatalf("other client: %v", err)
-	}
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(other, buf); err != nil || string(buf) != "ping" {
-		t.Errorf("other client, while the slow one is stalled: read %q, %v; want %q", buf, err, "ping")
-	}
-	exTime := time.Since(exStart)
+		// Another client is served while the slow one is stalled.
+		other := rawDial(t, addr)
+		<-conns
+		exStart := time.Now()
+		if _, err := other.Write([]byte("ping")); err != nil {
+			t.Fatalf("other client: %v", err)
+		}
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(other, buf); err != nil || string(buf) != "ping" {
+			t.Errorf("other client, while the slow one is stalled: read %q, %v; want %q", buf, err, "ping")
+		}
+		exTime := time.Since(exStart)
 
-	// The slow one is still stalled: open, backlogged, not reading.
-	select {
-	case <-sc.Done():
-		t.Errorf("the stalled connection was closed (%v); nothing should close it without a WriteTimeout", sc.Err())
-	default:
-	}
-	if !sc.NeedDrain() {
-		t.Errorf("the stalled connection's output is no longer backlogged")
-	}
-	peak := heap.Stop()
-	t.Logf("slow client: %d bytes (%.1f MiB) accepted before its writes stalled, after %v; server read %d bytes; peak heap %.1f MiB over %d samples; other client's exchange took %v",
-		sent, float64(sent)/(1<<20), stallTime.Round(time.Millisecond), sc.BytesRead(), float64(peak)/(1<<20), heap.samples.Load(), exTime.Round(time.Microsecond))
-	if peak >= 64<<20 {
-		t.Errorf("peak heap %.1f MiB, want under 64 MiB", float64(peak)/(1<<20))
-	}
+		// The slow one is still stalled: open, backlogged, not reading.
+		select {
+		case <-sc.Done():
+			t.Errorf("the stalled connection was closed (%v); nothing should close it without a WriteTimeout", sc.Err())
+		default:
+		}
+		if !sc.NeedDrain() {
+			t.Errorf("the stalled connection's output is no longer backlogged")
+		}
+		peak := heap.Stop()
+		t.Logf("slow client: %d bytes (%.1f MiB) accepted before its writes stalled, after %v; server read %d bytes; peak heap %.1f MiB over %d samples; other client's exchange took %v",
+			sent, float64(sent)/(1<<20), stallTime.Round(time.Millisecond), sc.BytesRead(), float64(peak)/(1<<20), heap.samples.Load(), exTime.Round(time.Microsecond))
+		if peak >= 64<<20 {
+			t.Errorf("peak heap %.1f MiB, want under 64 MiB", float64(peak)/(1<<20))
+		}
+	})
 }
 
 // With WriteTimeout, a client that never reads is cut off: once the
@@ -187,283 +189,297 @@ func TestSlowReaderBackpressure(t *testing.T) {
 // closes with an error wrapping ErrWriteTimeout, and the client's next
 // write fails on the reset.
 func TestSlowReaderWriteTimeout(t *testing.T) {
-	const wt = 500 * time.Millisecond
-	rec := newRecorder()
-	type failure struct {
-		err error
-		at  time.Time
-	}
-	failed := make(chan failure, 1)
-	conns := make(chan *Conn, 1)
-	srv := &Server{
-		ConnOptions: ConnOptions{WriteTimeout: wt},
-		Events: rec.record(Events{
-			OnConnect: func(c *Conn) { conns <- c },
-			OnData:    relEcho,
-			OnError:   func(c *Conn, err error) { failed <- failure{err, time.Now()} },
-		}),
-	}
-	addr := startServer(t, srv)
-	start := time.Now()
-	slow := rawDial(t, addr)
-	sc := <-conns
-	// The server's output stalls before the client's input does (the
-	// client's writes back up only once the server stopped reading), so
-	// the server cuts the connection while a client write is still
-	// blocked: that write fails on the reset instead of timing out.
-	sent, err := relSlowWriter(t, slow, 3*time.Second, func() bool { return true })
-	clientEnd := time.Since(start)
-	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
-		t.Errorf("slow client: after %d bytes and %v its write ended with %v, want ECONNRESET or EPIPE from the server's close", sent, clientEnd, err)
-	}
-	var f failure
-	select {
-	case f = <-failed:
-	case <-time.After(waitTime):
-		t.Fatalf("no OnError within %v of the client's write failing", waitTime)
-	}
-	if !errors.Is(f.err, ErrWriteTimeout) {
-		t.Errorf("OnError got %v, want ErrWriteTimeout", f.err)
-	}
-	if want := "tcpkit: write timeout: the peer took nothing for 500ms"; f.err.Error() != want {
-		t.Errorf("OnError got %q, want %q", f.err.Error(), want)
-	}
-	cut := f.at.Sub(start)
-	if cut < wt {
-		t.Errorf("closed %v after the client started, before the write timeout %v could pass", cut, wt)
-	}
-	rec.wait(t, "close true")
-	var got []string
-	for _, e := range rec.events() {
-		if !strings.HasPrefix(e, "data ") {
-			got = append(got, e)
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const wt = 500 * time.Millisecond
+		rec := newRecorder()
+		type failure struct {
+			err error
+			at  time.Time
 		}
-	}
-	assertEvents(t, "server (without data)", got, []string{"connect", "error", "close true"})
-	waitUntil(t, "no connection left", func() bool { return srv.Conns() == 0 })
-	t.Logf("client sent %.1f MiB; the server cut it %v after the client started, and the client's write failed after %v; server wrote %d bytes",
-		float64(sent)/(1<<20), cut.Round(time.Millisecond), clientEnd.Round(time.Millisecond), sc.BytesWritten())
+		failed := make(chan failure, 1)
+		conns := make(chan *Conn, 1)
+		srv := &Server{
+			Engine:      e,
+			ConnOptions: ConnOptions{WriteTimeout: wt},
+			Events: rec.record(Events{
+				OnConnect: func(c *Conn) { conns <- c },
+				OnData:    relEcho,
+				OnError:   func(c *Conn, err error) { failed <- failure{err, time.Now()} },
+			}),
+		}
+		addr := startServer(t, srv)
+		start := time.Now()
+		slow := rawDial(t, addr)
+		sc := <-conns
+		// The server's output stalls before the client's input does (the
+		// client's writes back up only once the server stopped reading), so
+		// the server cuts the connection while a client write is still
+		// blocked: that write fails on the reset instead of timing out.
+		sent, err := relSlowWriter(t, slow, 3*time.Second, func() bool { return true })
+		clientEnd := time.Since(start)
+		if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+			t.Errorf("slow client: after %d bytes and %v its write ended with %v, want ECONNRESET or EPIPE from the server's close", sent, clientEnd, err)
+		}
+		var f failure
+		select {
+		case f = <-failed:
+		case <-time.After(waitTime):
+			t.Fatalf("no OnError within %v of the client's write failing", waitTime)
+		}
+		if !errors.Is(f.err, ErrWriteTimeout) {
+			t.Errorf("OnError got %v, want ErrWriteTimeout", f.err)
+		}
+		if want := "tcpkit: write timeout: the peer took nothing for 500ms"; f.err.Error() != want {
+			t.Errorf("OnError got %q, want %q", f.err.Error(), want)
+		}
+		cut := f.at.Sub(start)
+		if cut < wt {
+			t.Errorf("closed %v after the client started, before the write timeout %v could pass", cut, wt)
+		}
+		rec.wait(t, "close true")
+		var got []string
+		for _, e := range rec.events() {
+			if !strings.HasPrefix(e, "data ") {
+				got = append(got, e)
+			}
+		}
+		assertEvents(t, "server (without data)", got, []string{"connect", "error", "close true"})
+		waitUntil(t, "no connection left", func() bool { return srv.Conns() == 0 })
+		t.Logf("client sent %.1f MiB; the server cut it %v after the client started, and the client's write failed after %v; server wrote %d bytes",
+			float64(sent)/(1<<20), cut.Round(time.Millisecond), clientEnd.Round(time.Millisecond), sc.BytesWritten())
+	})
 }
 
 // Random bytes echo back identical, read concurrently with the writing.
 func TestGarbageEcho(t *testing.T) {
-	const size = 4 << 20
-	rec := newRecorder()
-	ev := rec.record(Events{})
-	ev.OnData = relEcho // the chunks are random: not logged
-	srv := &Server{Events: ev}
-	addr := startServer(t, srv)
-	data := make([]byte, size)
-	rand.Read(data)
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const size = 4 << 20
+		rec := newRecorder()
+		ev := rec.record(Events{})
+		ev.OnData = relEcho // the chunks are random: not logged
+		srv := &Server{Engine: e, Events: ev}
+		addr := startServer(t, srv)
+		data := make([]byte, size)
+		rand.Read(data)
 
-	nc := rawDial(t, addr)
-	nc.SetDeadline(time.Now().Add(20 * time.Second))
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := nc.Write(data)
-		if err == nil {
-			err = nc.CloseWrite()
+		nc := rawDial(t, addr)
+		nc.SetDeadline(time.Now().Add(20 * time.Second))
+		wrote := make(chan error, 1)
+		go func() {
+			_, err := nc.Write(data)
+			if err == nil {
+				err = nc.CloseWrite()
+			}
+			wrote <- err
+		}()
+		got, err := io.ReadAll(nc)
+		if werr := <-wrote; werr != nil {
+			t.Fatalf("writing %d random bytes: %v", size, werr)
 		}
-		wrote <- err
-	}()
-	got, err := io.ReadAll(nc)
-	if werr := <-wrote; werr != nil {
-		t.Fatalf("writing %d random bytes: %v", size, werr)
-	}
-	if err != nil {
-		t.Fatalf("reading the echo: %v after %d bytes", err, len(got))
-	}
-	if !bytes.Equal(got, data) {
-		i := 0
-		for i < len(got) && i < len(data) && got[i] == data[i] {
-			i++
+		if err != nil {
+			t.Fatalf("reading the echo: %v after %d bytes", err, len(got))
 		}
-		t.Fatalf("echo differs: got %d bytes, sent %d; first difference at byte %d", len(got), len(data), i)
-	}
-	rec.wait(t, "close false")
-	// Whenever the echo ran ahead of the client's reading by more than the
-	// high-water mark, an OnDrain followed: how often depends on timing.
-	evs := slices.DeleteFunc(rec.events(), func(e string) bool { return e == "drain" })
-	assertEvents(t, "server (without drain)", evs, []string{"connect", "end", "close false"})
+		if !bytes.Equal(got, data) {
+			i := 0
+			for i < len(got) && i < len(data) && got[i] == data[i] {
+				i++
+			}
+			t.Fatalf("echo differs: got %d bytes, sent %d; first difference at byte %d", len(got), len(data), i)
+		}
+		rec.wait(t, "close false")
+		// Whenever the echo ran ahead of the client's reading by more than the
+		// high-water mark, an OnDrain followed: how often depends on timing.
+		evs := slices.DeleteFunc(rec.events(), func(e string) bool { return e == "drain" })
+		assertEvents(t, "server (without drain)", evs, []string{"connect", "end", "close false"})
+	})
 }
 
 // A zero-length write, then a FIN: no data event, a clean end and close.
 func TestGarbageEmptyWriteThenFIN(t *testing.T) {
-	rec := newRecorder()
-	srv := &Server{Events: rec.record(Events{OnData: relEcho})}
-	addr := startServer(t, srv)
-	nc := rawDial(t, addr)
-	if n, err := nc.Write([]byte{}); n != 0 || err != nil {
-		t.Fatalf("zero-length write: %d, %v", n, err)
-	}
-	if err := nc.CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := io.ReadAll(nc); err != nil || len(got) != 0 {
-		t.Errorf("client read %q, %v; want nothing, then EOF", got, err)
-	}
-	rec.wait(t, "close false")
-	assertEvents(t, "server", rec.events(), []string{"connect", "end", "close false"})
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		rec := newRecorder()
+		srv := &Server{Engine: e, Events: rec.record(Events{OnData: relEcho})}
+		addr := startServer(t, srv)
+		nc := rawDial(t, addr)
+		if n, err := nc.Write([]byte{}); n != 0 || err != nil {
+			t.Fatalf("zero-length write: %d, %v", n, err)
+		}
+		if err := nc.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := io.ReadAll(nc); err != nil || len(got) != 0 {
+			t.Errorf("client read %q, %v; want nothing, then EOF", got, err)
+		}
+		rec.wait(t, "close false")
+		assertEvents(t, "server", rec.events(), []string{"connect", "end", "close false"})
+	})
 }
 
 // A client resets the connection while the server is writing it an
 // 8 MiB reply: OnError with ECONNRESET or EPIPE, OnClose(true), and the
 // connection is gone (goleak, in TestMain, checks its goroutines).
 func TestGarbageResetDuringLargeReply(t *testing.T) {
-	const size = 8 << 20
-	big := make([]byte, size)
-	rec := newRecorder()
-	errs := make(chan error, 1)
-	conns := make(chan *Conn, 1)
-	srv := &Server{Events: rec.record(Events{
-		OnConnect: func(c *Conn) { conns <- c },
-		OnData:    func(c *Conn, p []byte) { c.Write(big) },
-		OnError:   func(c *Conn, err error) { errs <- err },
-	})}
-	addr := startServer(t, srv)
-	nc := rawDial(t, addr)
-	sc := <-conns
-	if _, err := nc.Write([]byte("go")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(nc, make([]byte, 64<<10)); err != nil { // the reply is under way
-		t.Fatalf("reading the start of the reply: %v", err)
-	}
-	if !sc.NeedDrain() {
-		t.Fatalf("the server's 8 MiB reply is not backlogged: the reset would not land in the middle of it")
-	}
-	nc.SetLinger(0) // Close sends RST
-	nc.Close()
-	select {
-	case err := <-errs:
-		if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
-			t.Errorf("OnError got %v, want ECONNRESET or EPIPE", err)
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const size = 8 << 20
+		big := make([]byte, size)
+		rec := newRecorder()
+		errs := make(chan error, 1)
+		conns := make(chan *Conn, 1)
+		srv := &Server{Engine: e, Events: rec.record(Events{
+			OnConnect: func(c *Conn) { conns <- c },
+			OnData:    func(c *Conn, p []byte) { c.Write(big) },
+			OnError:   func(c *Conn, err error) { errs <- err },
+		})}
+		addr := startServer(t, srv)
+		nc := rawDial(t, addr)
+		sc := <-conns
+		if _, err := nc.Write([]byte("go")); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(waitTime):
-		t.Fatalf("no OnError within %v of the reset", waitTime)
-	}
-	rec.wait(t, "close true")
-	assertEvents(t, "server", rec.events(), []string{"connect", "data go", "error", "close true"})
-	if w := sc.BytesWritten(); w >= size {
-		t.Errorf("server wrote all %d bytes; the reset should have cut the reply", w)
-	}
-	waitUntil(t, "no connection left", func() bool { return srv.Conns() == 0 })
+		if _, err := io.ReadFull(nc, make([]byte, 64<<10)); err != nil { // the reply is under way
+			t.Fatalf("reading the start of the reply: %v", err)
+		}
+		if !sc.NeedDrain() {
+			t.Fatalf("the server's 8 MiB reply is not backlogged: the reset would not land in the middle of it")
+		}
+		nc.SetLinger(0) // Close sends RST
+		nc.Close()
+		select {
+		case err := <-errs:
+			if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+				t.Errorf("OnError got %v, want ECONNRESET or EPIPE", err)
+			}
+		case <-time.After(waitTime):
+			t.Fatalf("no OnError within %v of the reset", waitTime)
+		}
+		rec.wait(t, "close true")
+		assertEvents(t, "server", rec.events(), []string{"connect", "data go", "error", "close true"})
+		if w := sc.BytesWritten(); w >= size {
+			t.Errorf("server wrote all %d bytes; the reset should have cut the reply", w)
+		}
+		waitUntil(t, "no connection left", func() bool { return srv.Conns() == 0 })
+	})
 }
 
 // A client that sends, half-closes and reads on gets the whole reply
 // then EOF: with AllowHalfOpen false, the End that follows its FIN still
 // writes what OnData queued, and what OnEnd writes, before our FIN.
 func TestHalfClosedClientGetsFullReply(t *testing.T) {
-	reply := make([]byte, 16<<20) // far more than the socket buffers hold
-	for i := range reply {
-		reply[i] = byte(i % 251)
-	}
-	rec := newRecorder()
-	queued := make(chan bool, 1)
-	srv := &Server{Events: rec.record(Events{
-		OnData: func(c *Conn, p []byte) {
-			c.Write(reply)
-			queued <- c.NeedDrain() // Buffered() misses what is being written
-		},
-		OnEnd: func(c *Conn) {
-			if _, err := c.Write([]byte("bye")); err != nil {
-				t.Errorf("Write in OnEnd: %v", err)
-			}
-		},
-	})}
-	addr := startServer(t, srv)
-	nc := rawDial(t, addr)
-	nc.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := nc.Write([]byte("request")); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	if !<-queued {
-		t.Errorf("the reply was not queued: this test would not show that End flushes the queue")
-	}
-	got, err := io.ReadAll(nc)
-	if err != nil {
-		t.Fatalf("reading the reply: %v after %d bytes", err, len(got))
-	}
-	want := append(bytes.Clone(reply), "bye"...)
-	if !bytes.Equal(got, want) {
-		t.Errorf("half-closed client read %d bytes, want the %d-byte reply and %q, then EOF", len(got), len(reply), "bye")
-	}
-	rec.wait(t, "close false")
-	// The reply went over the high-water mark, so OnDrain fires once it is
-	// written; the reader resumes at that moment and finds the FIN, so
-	// OnDrain (from the writing goroutine) and OnEnd may come either way.
-	evs := rec.events()
-	if !slices.Equal(evs, []string{"connect", "data request", "drain", "end", "close false"}) {
-		assertEvents(t, "server", evs, []string{"connect", "data request", "end", "drain", "close false"})
-	}
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		reply := make([]byte, 16<<20) // far more than the socket buffers hold
+		for i := range reply {
+			reply[i] = byte(i % 251)
+		}
+		rec := newRecorder()
+		queued := make(chan bool, 1)
+		srv := &Server{Engine: e, Events: rec.record(Events{
+			OnData: func(c *Conn, p []byte) {
+				c.Write(reply)
+				queued <- c.NeedDrain() // Buffered() misses what is being written
+			},
+			OnEnd: func(c *Conn) {
+				if _, err := c.Write([]byte("bye")); err != nil {
+					t.Errorf("Write in OnEnd: %v", err)
+				}
+			},
+		})}
+		addr := startServer(t, srv)
+		nc := rawDial(t, addr)
+		nc.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := nc.Write([]byte("request")); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if !<-queued {
+			t.Errorf("the reply was not queued: this test would not show that End flushes the queue")
+		}
+		got, err := io.ReadAll(nc)
+		if err != nil {
+			t.Fatalf("reading the reply: %v after %d bytes", err, len(got))
+		}
+		want := append(bytes.Clone(reply), "bye"...)
+		if !bytes.Equal(got, want) {
+			t.Errorf("half-closed client read %d bytes, want the %d-byte reply and %q, then EOF", len(got), len(reply), "bye")
+		}
+		rec.wait(t, "close false")
+		// The reply went over the high-water mark, so OnDrain fires once it is
+		// written; the reader resumes at that moment and finds the FIN, so
+		// OnDrain (from the writing goroutine) and OnEnd may come either way.
+		evs := rec.events()
+		if !slices.Equal(evs, []string{"connect", "data request", "drain", "end", "close false"}) {
+			assertEvents(t, "server", evs, []string{"connect", "data request", "end", "drain", "close false"})
+		}
+	})
 }
 
 // ReadTimeout closes a connection that sends nothing, even while the
 // server writes to it: writes do not reset it.
 func TestReadTimeoutDespiteWrites(t *testing.T) {
-	const rt = 300 * time.Millisecond
-	rec := newRecorder()
-	errs := make(chan error, 1)
-	var tickers sync.WaitGroup
-	var ticks atomic.Int64
-	srv := &Server{
-		ConnOptions: ConnOptions{ReadTimeout: rt},
-		Events: rec.record(Events{
-			OnConnect: func(c *Conn) {
-				tickers.Go(func() {
-					tick := time.NewTicker(50 * time.Millisecond)
-					defer tick.Stop()
-					for {
-						select {
-						case <-c.Done():
-							return
-						case <-tick.C:
-							if _, err := c.Write([]byte("tick\n")); err == nil {
-								ticks.Add(1)
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const rt = 300 * time.Millisecond
+		rec := newRecorder()
+		errs := make(chan error, 1)
+		var tickers sync.WaitGroup
+		var ticks atomic.Int64
+		srv := &Server{
+			Engine:      e,
+			ConnOptions: ConnOptions{ReadTimeout: rt},
+			Events: rec.record(Events{
+				OnConnect: func(c *Conn) {
+					tickers.Go(func() {
+						tick := time.NewTicker(50 * time.Millisecond)
+						defer tick.Stop()
+						for {
+							select {
+							case <-c.Done():
+								return
+							case <-tick.C:
+								if _, err := c.Write([]byte("tick\n")); err == nil {
+									ticks.Add(1)
+								}
 							}
 						}
-					}
-				})
-			},
-			OnError: func(c *Conn, err error) { errs <- err },
-		}),
-	}
-	addr := startServer(t, srv)
-	t.Cleanup(tickers.Wait)
-	dialed := time.Now() // the server's clock starts at accept: after this, maybe before Dial returns
-	nc := rawDial(t, addr)
-	opened := time.Now()
-	got, err := io.ReadAll(nc)
-	closedAt := time.Now()
-	closed := closedAt.Sub(opened)
-	if err != nil {
-		t.Errorf("client: %v after %q, want the server's FIN", err, got)
-	}
-	if early := closedAt.Sub(dialed); early < rt {
-		t.Errorf("closed %v after the dial began, before the read timeout %v", early, rt)
-	}
-	if closed > rt+time.Second {
-		t.Errorf("closed %v after connecting, want within %v", closed, rt+time.Second)
-	}
-	n := strings.Count(string(got), "tick\n")
-	if string(got) != strings.Repeat("tick\n", n) || n < 2 {
-		t.Errorf("client read %q before the close, want at least 2 ticks: the server writing all along", got)
-	}
-	select {
-	case err := <-errs:
-		if !errors.Is(err, ErrReadTimeout) {
-			t.Errorf("OnError got %v, want ErrReadTimeout", err)
+					})
+				},
+				OnError: func(c *Conn, err error) { errs <- err },
+			}),
 		}
-		if want := "tcpkit: read timeout: nothing received for 300ms"; err.Error() != want {
-			t.Errorf("OnError got %q, want %q", err.Error(), want)
+		addr := startServer(t, srv)
+		t.Cleanup(tickers.Wait)
+		dialed := time.Now() // the server's clock starts at accept: after this, maybe before Dial returns
+		nc := rawDial(t, addr)
+		opened := time.Now()
+		got, err := io.ReadAll(nc)
+		closedAt := time.Now()
+		closed := closedAt.Sub(opened)
+		if err != nil {
+			t.Errorf("client: %v after %q, want the server's FIN", err, got)
 		}
-	case <-time.After(waitTime):
-		t.Fatal("no OnError")
-	}
-	rec.wait(t, "close true")
-	assertEvents(t, "server", rec.events(), []string{"connect", "error", "close true"})
-	t.Logf("closed %v after connecting; %d ticks written, %d read by the client", closed.Round(time.Millisecond), ticks.Load(), n)
+		if early := closedAt.Sub(dialed); early < rt {
+			t.Errorf("closed %v after the dial began, before the read timeout %v", early, rt)
+		}
+		if closed > rt+time.Second {
+			t.Errorf("closed %v after connecting, want within %v", closed, rt+time.Second)
+		}
+		n := strings.Count(string(got), "tick\n")
+		if string(got) != strings.Repeat("tick\n", n) || n < 2 {
+			t.Errorf("client read %q before the close, want at least 2 ticks: the server writing all along", got)
+		}
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrReadTimeout) {
+				t.Errorf("OnError got %v, want ErrReadTimeout", err)
+			}
+			if want := "tcpkit: read timeout: nothing received for 300ms"; err.Error() != want {
+				t.Errorf("OnError got %q, want %q", err.Error(), want)
+			}
+		case <-time.After(waitTime):
+			t.Fatal("no OnError")
+		}
+		rec.wait(t, "close true")
+		assertEvents(t, "server", rec.events(), []string{"connect", "error", "close true"})
+		t.Logf("closed %v after connecting; %d ticks written, %d read by the client", closed.Round(time.Millisecond), ticks.Load(), n)
+	})
 }
