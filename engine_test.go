@@ -164,8 +164,10 @@ func TestOffload(t *testing.T) {
 			}}),
 		})
 
+		// a0 comes in the same write as slow, so it is read with it: the
+		// pause must hold back delivery, not only the next read.
 		a := rawDial(t, addr)
-		if _, err := a.Write([]byte("slow\n")); err != nil {
+		if _, err := a.Write([]byte("slow\na0\n")); err != nil {
 			t.Fatal(err)
 		}
 		var sc *Conn
@@ -194,13 +196,13 @@ func TestOffload(t *testing.T) {
 		if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "ping\n" {
 			t.Fatalf("another client, while the job runs: read %q, %v; want %q", buf, err, "ping\n")
 		}
-		if evs := srvRec.events(); slices.Contains(evs, "data a1\n") {
-			t.Errorf("server events %q: a1, sent during the job, was delivered before the job ended", evs)
+		if evs := srvRec.events(); slices.Contains(evs, "data a0\n") || slices.Contains(evs, "data a1\n") {
+			t.Errorf("server events %q: a message after slow was delivered before the job ended", evs)
 		}
 
 		releaseJob()
 		r := bufio.NewReader(a)
-		for _, want := range []string{"done\n", "a1\n", "a2\n"} {
+		for _, want := range []string{"done\n", "a0\n", "a1\n", "a2\n"} {
 			got, err := r.ReadString('\n')
 			if err != nil || got != want {
 				t.Fatalf("client read %q, %v; want %q (the job's reply, then the echoes in order)", got, err, want)
@@ -220,7 +222,7 @@ func TestOffload(t *testing.T) {
 				data = append(data, ev)
 			}
 		}
-		assertEvents(t, "server (data only)", data, []string{"data slow\n", "data ping\n", "data a1\n", "data a2\n"})
+		assertEvents(t, "server (data only)", data, []string{"data slow\n", "data ping\n", "data a0\n", "data a1\n", "data a2\n"})
 	})
 }
 

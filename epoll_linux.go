@@ -607,6 +607,10 @@ func (l *loop) read(c *Conn) {
 	if ep.eof || c.dead.Load() {
 		return
 	}
+	if len(ep.partial) > 0 && !c.mustWait() && !l.deliverMessages(c, nil) { // messages a pause held back
+		ep.waiting = c.mustWait()
+		return
+	}
 	for i := 0; ; i++ {
 		if c.mustWait() {
 			ep.waiting = true
@@ -635,6 +639,7 @@ func (l *loop) read(c *Conn) {
 		if c.opt.Framing == Raw && ep.partial == nil {
 			l.deliver(c, l.buf[:n])
 		} else if !l.deliverMessages(c, l.buf[:n]) {
+			ep.waiting = c.mustWait()
 			return
 		}
 		if c.dead.Load() || n < len(l.buf) && !ep.hup {
@@ -645,7 +650,8 @@ func (l *loop) read(c *Conn) {
 
 // deliverMessages splits framed input into messages, keeping an
 // unfinished one (in a buffer of its own, so an idle connection between
-// messages holds none). It reports whether to read on.
+// messages holds none), and the rest when a callback paused the
+// connection. It reports whether to read on.
 func (l *loop) deliverMessages(c *Conn, p []byte) bool {
 	ep := c.ep
 	data := p
@@ -654,7 +660,7 @@ func (l *loop) deliverMessages(c *Conn, p []byte) bool {
 		data = ep.partial
 	}
 	max := c.opt.maxMessage()
-	for len(data) > 0 {
+	for len(data) > 0 && !c.mustWait() {
 		msg, used, err := c.opt.Framing.split(data, max)
 		if err != nil {
 			c.closeWith(err)
@@ -674,7 +680,7 @@ func (l *loop) deliverMessages(c *Conn, p []byte) bool {
 	} else {
 		ep.partial = append(ep.partial[:0], data...) // copy handles the overlap
 	}
-	return true
+	return !c.mustWait()
 }
 
 // readEOF handles the peer's FIN, after delivering an unfinished last

@@ -81,13 +81,49 @@ func (c *Conn) readLoop() {
 
 // readMessages is readLoop for Lines and Len32 framing: it reads into a
 // buffer that holds the unfinished message, and delivers each complete one.
+// A callback that pauses the connection (Pause, Offload) stops delivery
+// between messages too, not only reading: the messages after it wait.
 func (c *Conn) readMessages() {
 	max := c.opt.maxMessage()
 	buf := make([]byte, DefaultReadBufferSize)
 	start, end := 0, 0 // buf[start:end] is read but not delivered
+	var rerr error     // the read error, acted on once what came before it is delivered
 	for {
-		if c.mustWait() && !c.waitResumed() {
-			return
+		for start < end && !c.mustWait() {
+			msg, used, serr := c.opt.Framing.split(buf[start:end], max)
+			if serr != nil {
+				c.closeWith(serr)
+				return
+			}
+			if used == 0 {
+				break
+			}
+			start += used
+			c.deliver(msg)
+		}
+		if start == end {
+			start, end = 0, 0
+		}
+		if c.mustWait() {
+			if !c.waitResumed() {
+				return
+			}
+			continue
+		}
+		if rerr != nil {
+			if rerr == io.EOF && start < end { // the peer ended inside a message
+				if c.opt.Framing != Lines {
+					c.closeWith(ErrTruncatedMessage)
+					return
+				}
+				c.deliver(buf[start:end]) // a last line without its '\n'
+				start, end = 0, 0
+			}
+			if !c.readFailed(rerr) {
+				return
+			}
+			rerr = nil
+			continue
 		}
 		if end == len(buf) { // make room: move the unfinished message down, or grow
 			if start > 0 {
@@ -101,33 +137,8 @@ func (c *Conn) readMessages() {
 		if n > 0 {
 			c.gotBytes(n)
 			end += n
-			for start < end {
-				msg, used, serr := c.opt.Framing.split(buf[start:end], max)
-				if serr != nil {
-					c.closeWith(serr)
-					return
-				}
-				if used == 0 {
-					break
-				}
-				start += used
-				c.deliver(msg)
-			}
-			if start == end {
-				start, end = 0, 0
-			}
 		}
-		if err == io.EOF && start < end { // the peer ended inside a message
-			if c.opt.Framing != Lines {
-				c.closeWith(ErrTruncatedMessage)
-				return
-			}
-			c.deliver(buf[start:end]) // a last line without its '\n'
-			start, end = 0, 0
-		}
-		if err != nil && !c.readFailed(err) {
-			return
-		}
+		rerr = err
 	}
 }
 
