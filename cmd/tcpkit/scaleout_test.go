@@ -340,7 +340,7 @@ func TestHAProxyScaleOut(t *testing.T) {
 	var logged []string
 	for i, b := range backends {
 		out := b.p.stdout.all()
-		if len(out) == 0 || out[0] != fmt.Sprintf("listen on port %d at 127.0.0.1 (metrics on http://%s/metrics)", b.port, b.metrics) {
+		if len(out) == 0 || out[0] != fmt.Sprintf("listen on port %d at 127.0.0.1 (std engine, metrics on http://%s/metrics)", b.port, b.metrics) {
 			t.Fatalf("backend %d: first line %q", i+1, out[:min(len(out), 1)])
 		}
 		var connects, messages int
@@ -406,7 +406,7 @@ func TestReuseportCLI(t *testing.T) {
 	t.Parallel()
 	p1, port := serve(t, "--reuseport")
 	p2 := startTcpkit(t, "serve", "--port", itoa(port), "--host", "127.0.0.1", "--reuseport")
-	p2.waitLine(t, "listen on port "+itoa(port)+" at 127.0.0.1", waitFor)
+	p2.waitLine(t, listenWant(port, "127.0.0.1"), waitFor)
 	procs := []*proc{p1, p2}
 
 	code, out, errOut := runTcpkit(t, "serve", "--port", itoa(port), "--host", "127.0.0.1")
@@ -729,7 +729,7 @@ func TestLogFormatCLI(t *testing.T) {
 			lines := p.stdout.all()
 			var want []map[string]any
 			want = append(want,
-				map[string]any{"level": "INFO", "msg": "listen on port " + m[1] + " at 127.0.0.1"},
+				map[string]any{"level": "INFO", "msg": "listen on port " + m[1] + " at 127.0.0.1 (std engine)"},
 				map[string]any{"level": "INFO", "msg": "connect", "conn": "1", "remote": "203.0.113.7:40000"},
 				map[string]any{"level": "INFO", "msg": "message", "conn": "1", "bytes": "8", "text": "testing~"},
 				map[string]any{"level": "WARN", "msg": "rejected", "remote": local, "reason": noHeader},

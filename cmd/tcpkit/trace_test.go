@@ -99,8 +99,14 @@ func TestTraceJSON(t *testing.T) {
 		}
 		kinds = append(kinds, ev.Event)
 	}
-	if want := []string{"connected", "write", "read", "peer-fin", "fin", "closed"}; !slices.Equal(kinds, want) {
-		t.Errorf("events %q, want %q", kinds, want)
+	// The server sends its reply and its FIN back to back. Whether the
+	// client's reader sees that FIN before --count makes the client end
+	// is a race between two of its goroutines: either order is the same
+	// 4-way close on the wire.
+	want := []string{"connected", "write", "read", "peer-fin", "fin", "closed"}
+	alt := []string{"connected", "write", "read", "fin", "peer-fin", "closed"}
+	if !slices.Equal(kinds, want) && !slices.Equal(kinds, alt) {
+		t.Errorf("events %q, want %q (or fin and peer-fin the other way round)", kinds, want)
 	}
 
 	code, _, errLines = runTcpkit(t, "connect", addr(refusedPort(t)), "--trace")
