@@ -98,14 +98,28 @@ func (c *Conn) epTryWrite(p []byte) (int, error) {
 	return n, nil
 }
 
-// epQueuedLocked notes that output is queued: the kernel will report the
-// socket writable (the write that hit EAGAIN asked it to), and the write
-// timeout starts.
+// epQueuedLocked notes that output is queued: the fd is watched for
+// output until it is written, and the write timeout starts.
 func (c *Conn) epQueuedLocked() {
+	c.ep.watchOutputLocked(true)
 	c.ep.progress = monoNow()
 	if wt := c.opt.WriteTimeout; wt > 0 {
 		c.ep.l.schedule(c, c.ep.progress+int64(wt))
 	}
+}
+
+// watchOutputLocked adds output to the events the fd is watched for, or
+// removes it; Conn.mu is held. Adding it reports the socket at once if it
+// is writable already, so no edge is missed.
+func (ep *epConn) watchOutputLocked(on bool) {
+	if ep.released() {
+		return
+	}
+	events := uint32(connEvents)
+	if on {
+		events |= unix.EPOLLOUT
+	}
+	epollCtl(ep.l.epfd, unix.EPOLL_CTL_MOD, ep.fd, events)
 }
 
 // epSendFIN is sendFIN on the epoll engine.
@@ -116,7 +130,11 @@ func (c *Conn) epSendFIN() {
 	c.mu.Lock()
 	err := error(net.ErrClosed)
 	if !c.ep.released() {
-		err = unix.Shutdown(c.ep.fd, unix.SHUT_WR)
+		if errno := rawShutdown(c.ep.fd, unix.SHUT_WR); errno != 0 {
+			err = errno
+		} else {
+			err = nil
+		}
 	}
 	c.finDone = true
 	closeNow := err != nil || c.peerEnded
@@ -170,10 +188,6 @@ func sockaddrToAddrPort(sa unix.Sockaddr) netip.AddrPort {
 		return netip.AddrPortFrom(ip, uint16(sa.Port))
 	}
 	return netip.AddrPort{}
-}
-
-func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
-	return net.TCPAddrFromAddrPort(sockaddrToAddrPort(sa))
 }
 
 // A timerHeap orders connections by when their timers are next due. It

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,10 +19,9 @@ const epollBuilt = true
 
 // The epoll engine: a few event loops, each a goroutine that waits in
 // epoll_wait and serves many connections. A connection lives on the loop
-// that accepted it. Sockets are registered once, edge-triggered, for input,
-// output and the peer's FIN, so pausing or queueing output costs no
-// epoll_ctl: the loop reads until a short read, and writes until EAGAIN,
-// after which the kernel reports writability once.
+// that accepted it. Sockets are registered edge-triggered for input and
+// the peer's FIN, so pausing costs no epoll_ctl: the loop reads until a
+// short read. Output is watched only while some is queued.
 //
 // What runs where: reads, callbacks, flushing queued output, timers and
 // closing the fd happen on the loop. Write, End, Close and the rest may be
@@ -322,7 +323,13 @@ func (l *loop) run() {
 		}
 
 		timeout := l.sleep()
-		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		var n int
+		var err error
+		if timeout == 0 { // a poll: no need to tell the scheduler
+			n, err = epollPoll(l.epfd, l.events)
+		} else {
+			n, err = unix.EpollWait(l.epfd, l.events, timeout)
+		}
 		l.mu.Lock()
 		l.sleepUntil = math.MinInt64
 		l.mu.Unlock()
@@ -398,6 +405,12 @@ func (l *loop) handle(fd int, tag int32, events uint32) {
 }
 
 const listenerTag = 1
+
+// connEvents is what a connection is registered for: input and the peer's
+// FIN, edge-triggered. Output is added only while some is queued
+// (watchOutput): registered always, every ACK and state change would
+// wake the loop for nothing.
+const connEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
 
 func (l *loop) do(t task) {
 	switch t.kind {
@@ -477,19 +490,19 @@ func (l *loop) accept(el *epListener) {
 	ep := l.s.ep
 	for range 64 {
 		var fd int
-		var sa unix.Sockaddr
-		var err error
+		var raddr netip.AddrPort
+		var err syscall.Errno
 		if ep.atLimit.Load() {
 			ep.reserveMu.Lock()
-			fd, sa, err = unix.Accept4(el.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			fd, raddr, err = rawAccept(el.fd)
 			ep.reserveMu.Unlock()
 		} else {
-			fd, sa, err = unix.Accept4(el.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			fd, raddr, err = rawAccept(el.fd)
 		}
 		switch err {
-		case nil:
+		case 0:
 			l.open++ // before serve: release may follow at once
-			l.serve(fd, sa, el)
+			l.serve(fd, raddr, el)
 			continue
 		case unix.EAGAIN:
 			return
@@ -538,7 +551,7 @@ func (l *loop) register(el *epListener) error {
 // shed accepts one connection and closes it at once, using the reserve
 // fd, when the process is out of fds: the client learns at once, instead
 // of waiting in the backlog, and the server keeps serving the rest.
-func (l *loop) shed(el *epListener, cause error) bool {
+func (l *loop) shed(el *epListener, cause syscall.Errno) bool {
 	ep := l.s.ep
 	ep.atLimit.Store(true)
 	ep.reserveMu.Lock()
@@ -547,14 +560,14 @@ func (l *loop) shed(el *epListener, cause error) bool {
 		return false
 	}
 	unix.Close(ep.reserve)
-	fd, sa, err := unix.Accept4(el.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-	if err == nil {
+	fd, raddr, err := rawAccept(el.fd)
+	if err == 0 {
 		unix.Close(fd)
-		l.s.reject(sockaddrToTCP(sa), &net.OpError{Op: "accept", Net: "tcp", Addr: el.ln.Addr(), Err: cause})
+		l.s.reject(net.TCPAddrFromAddrPort(raddr), &net.OpError{Op: "accept", Net: "tcp", Addr: el.ln.Addr(), Err: os.NewSyscallError("accept4", cause)})
 	}
 	ep.takeReserveLocked()
 	// EAGAIN: another loop took it; the caller's next accept says so.
-	return err == nil || err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED
+	return err == 0 || err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED
 }
 
 // takeReserveLocked opens the reserve fd, if an fd is to be had.
@@ -570,11 +583,11 @@ func (ep *epServer) takeReserveLocked() bool {
 
 // serve takes on an accepted socket: the limits, the registration, and
 // OnConnect.
-func (l *loop) serve(fd int, sa unix.Sockaddr, el *epListener) {
-	c := newEpConn(l, fd, sockaddrToAddrPort(sa), el)
+func (l *loop) serve(fd int, raddr netip.AddrPort, el *epListener) {
+	c := newEpConn(l, fd, raddr, el)
 	if err := l.s.trackConn(c, false); err != nil {
 		l.open--
-		unix.Close(fd)
+		rawClose(fd)
 		if err != ErrServerClosed {
 			l.s.reject(c.RemoteAddr(), err)
 		}
@@ -584,9 +597,8 @@ func (l *loop) serve(fd int, sa unix.Sockaddr, el *epListener) {
 		l.conns = append(l.conns, make([]*Conn, max(len(l.conns), 64))...)
 	}
 	l.conns[fd] = c
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		c.closeWith(err)
+	if errno := epollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, connEvents); errno != 0 {
+		c.closeWith(os.NewSyscallError("epoll_ctl", errno))
 		return
 	}
 	c.trace(TraceConnected, 0, nil)
@@ -770,6 +782,7 @@ func (l *loop) flush(c *Conn) {
 	}
 	c.out = nil // an idle connection keeps no buffer
 	c.flushing = false
+	c.ep.watchOutputLocked(false)
 	drain := c.needDrain
 	c.needDrain = false
 	c.backlogged.Store(false)
@@ -896,7 +909,7 @@ func (l *loop) release(c *Conn) {
 	err := c.err
 	c.mu.Unlock()
 	l.conns[fd] = nil
-	unix.Close(fd)
+	rawClose(fd)
 	if ep := l.s.ep; ep.atLimit.Load() {
 		ep.reserveMu.Lock()
 		if ep.reserve < 0 { // lost at the limit: this fd's slot makes a new one
@@ -927,6 +940,70 @@ func (l *loop) release(c *Conn) {
 	if c.onDone != nil {
 		c.onDone(c)
 	}
+}
+
+// The hot path's system calls are made raw, without telling the Go
+// scheduler: on nonblocking sockets none of them blocks, and the
+// scheduler's bookkeeping around each would cost more than some of the
+// calls themselves. Only epoll_wait, which sleeps, goes through it.
+
+// rawAccept accepts a connection from the listening socket lfd, and reads
+// the peer's address without an allocation or the extra getsockopt that
+// unix.Accept4 makes.
+func rawAccept(lfd int) (int, netip.AddrPort, syscall.Errno) {
+	var rsa unix.RawSockaddrAny
+	size := uint32(unix.SizeofSockaddrAny)
+	fd, _, e := syscall.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&size)),
+		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, netip.AddrPort{}, e
+	}
+	return int(fd), rawAddrPort(&rsa), 0
+}
+
+// rawAddrPort reads an IPv4 or IPv6 socket address.
+func rawAddrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		ip := netip.AddrFrom16(sa.Addr)
+		if sa.Scope_id != 0 {
+			if ifi, err := net.InterfaceByIndex(int(sa.Scope_id)); err == nil {
+				ip = ip.WithZone(ifi.Name)
+			}
+		}
+		return netip.AddrPortFrom(ip, uint16(p[0])<<8|uint16(p[1]))
+	}
+	return netip.AddrPort{}
+}
+
+func epollCtl(epfd, op, fd int, events uint32) syscall.Errno {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	_, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
+	return e
+}
+
+// epollPoll is epoll_wait with a zero timeout: it returns at once.
+func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+func rawClose(fd int) {
+	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+}
+
+func rawShutdown(fd, how int) syscall.Errno {
+	_, _, e := syscall.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), uintptr(how), 0)
+	return e
 }
 
 func rawRead(fd int, p []byte) (int, syscall.Errno) {
