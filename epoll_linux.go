@@ -1,6 +1,7 @@
 package tcpkit
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -53,7 +54,9 @@ type epListener struct {
 type loop struct {
 	s      *Server
 	epfd   int
-	wakefd int // an eventfd: written to wake the loop from epoll_wait
+	file   *os.File        // epfd, registered with the runtime's poller
+	raw    syscall.RawConn // file's, to park on it
+	wakefd int             // an eventfd: written to wake the loop from epoll_wait
 	buf    []byte
 	events []unix.EpollEvent
 
@@ -63,6 +66,7 @@ type loop struct {
 	listeners []*epListener
 	pending   []*Conn // connections to read again without waiting for an edge
 	backoff   int64   // while accepting is paused after ENOBUFS/ENOMEM: until when
+	deadline  int64   // the read deadline set on file, as a monotonic reading; 0 for none
 
 	mu         sync.Mutex
 	tasks      []task
@@ -241,16 +245,31 @@ func newLoop(s *Server) (*loop, error) {
 	}
 	l := &loop{s: s, epfd: epfd, wakefd: wakefd, sleepUntil: math.MinInt64}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, err
+	}
+	// The epoll fd goes into the runtime's poller (see wait): it must be
+	// nonblocking for os.NewFile to register it.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, err
+	}
+	l.file = os.NewFile(uintptr(epfd), "epoll")
+	raw, err := l.file.SyscallConn()
+	if err != nil {
 		l.closeFDs()
 		return nil, err
 	}
+	l.raw = raw
 	l.buf = make([]byte, loopBufferSize)
 	l.events = make([]unix.EpollEvent, 256)
 	return l, nil
 }
 
 func (l *loop) closeFDs() {
-	unix.Close(l.epfd)
+	l.file.Close() // the epoll fd
 	unix.Close(l.wakefd)
 }
 
@@ -322,18 +341,8 @@ func (l *loop) run() {
 			return
 		}
 
-		timeout := l.sleep()
-		var n int
-		var err error
-		if timeout == 0 { // a poll: no need to tell the scheduler
-			n, err = epollPoll(l.epfd, l.events)
-		} else {
-			n, err = unix.EpollWait(l.epfd, l.events, timeout)
-		}
-		l.mu.Lock()
-		l.sleepUntil = math.MinInt64
-		l.mu.Unlock()
-		if err != nil && err != unix.EINTR {
+		n, err := l.wait()
+		if err != nil {
 			panic(fmt.Sprintf("tcpkit: epoll_wait: %v", err)) // EBADF, EINVAL: a bug of ours
 		}
 		for i := 0; i < n; i++ {
@@ -343,14 +352,47 @@ func (l *loop) run() {
 	}
 }
 
-// sleep returns epoll_wait's timeout in milliseconds: 0 if there is work
-// already, -1 if nothing is due, else until the first timer (rounded up,
-// so the loop does not wake early and spin).
-func (l *loop) sleep() int {
+// wait returns the next events. It polls epoll without blocking; when
+// nothing is ready and there is nothing else to do, the goroutine parks
+// in the Go runtime's own poller, where the loop's epoll fd is registered
+// like any socket, until that fd is readable or the next timer is due.
+// Parking there, rather than blocking a thread in epoll_wait, keeps the
+// loop on its thread: the scheduler never hands its P to another thread
+// while it sleeps, and it sleeps like any goroutine for the GC.
+func (l *loop) wait() (int, error) {
+	now := monoNow()
+	if l.deadline != 0 && l.deadline <= now { // a passed deadline would fail the next read at once
+		l.file.SetReadDeadline(time.Time{})
+		l.deadline = 0
+	}
+	var n int
+	var perr error
+	err := l.raw.Read(func(uintptr) bool {
+		for {
+			n, perr = epollPoll(l.epfd, l.events)
+			if perr != unix.EINTR {
+				break
+			}
+		}
+		return n > 0 || perr != nil || !l.park()
+	})
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.sleepUntil = math.MinInt64
+	l.mu.Unlock()
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, err
+	}
+	return n, perr
+}
+
+// park reports whether the loop may sleep: no task or read is waiting
+// and no timer is due. If so it records until when, so that schedule and
+// post know to wake it, and sets the epoll file's deadline to that time.
+func (l *loop) park() bool {
+	l.mu.Lock()
 	if len(l.tasks) > 0 || len(l.pending) > 0 {
-		return 0
+		l.mu.Unlock()
+		return false
 	}
 	next := int64(math.MaxInt64)
 	if len(l.timers) > 0 {
@@ -359,16 +401,25 @@ func (l *loop) sleep() int {
 	if l.backoff > 0 {
 		next = min(next, l.backoff)
 	}
+	now := monoNow()
+	if next <= now {
+		l.mu.Unlock()
+		return false
+	}
 	l.sleepUntil = next
+	l.mu.Unlock()
 	if next == math.MaxInt64 {
-		return -1
+		next = 0
 	}
-	d := next - monoNow()
-	if d <= 0 {
-		l.sleepUntil = math.MinInt64
-		return 0
+	if next != l.deadline {
+		if next == 0 {
+			l.file.SetReadDeadline(time.Time{})
+		} else {
+			l.file.SetReadDeadline(time.Now().Add(time.Duration(next - now)))
+		}
+		l.deadline = next
 	}
-	return int(min((d+int64(time.Millisecond)-1)/int64(time.Millisecond), math.MaxInt32))
+	return true
 }
 
 // handle dispatches one epoll event.
