@@ -67,6 +67,9 @@ type loop struct {
 	pending   []*Conn // connections to read again without waiting for an edge
 	backoff   int64   // while accepting is paused after ENOBUFS/ENOMEM: until when
 	deadline  int64   // the read deadline set on file, as a monotonic reading; 0 for none
+	pollFn    func(uintptr) bool
+	polled    int
+	pollErr   error
 
 	mu         sync.Mutex
 	tasks      []task
@@ -263,6 +266,7 @@ func newLoop(s *Server) (*loop, error) {
 		return nil, err
 	}
 	l.raw = raw
+	l.pollFn = l.poll
 	l.buf = make([]byte, loopBufferSize)
 	l.events = make([]unix.EpollEvent, 256)
 	return l, nil
@@ -365,24 +369,27 @@ func (l *loop) wait() (int, error) {
 		l.file.SetReadDeadline(time.Time{})
 		l.deadline = 0
 	}
-	var n int
-	var perr error
-	err := l.raw.Read(func(uintptr) bool {
-		for {
-			n, perr = epollPoll(l.epfd, l.events)
-			if perr != unix.EINTR {
-				break
-			}
-		}
-		return n > 0 || perr != nil || !l.park()
-	})
+	err := l.raw.Read(l.pollFn)
 	l.mu.Lock()
 	l.sleepUntil = math.MinInt64
 	l.mu.Unlock()
 	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, err
 	}
-	return n, perr
+	return l.polled, l.pollErr
+}
+
+// poll is wait's RawConn.Read callback: it polls, and returns false to
+// park. Its results go to l.polled and l.pollErr, so that wait allocates
+// nothing (pollFn is this method's value, made once).
+func (l *loop) poll(uintptr) bool {
+	for {
+		l.polled, l.pollErr = epollPoll(l.epfd, l.events)
+		if l.pollErr != unix.EINTR {
+			break
+		}
+	}
+	return l.polled > 0 || l.pollErr != nil || !l.park()
 }
 
 // park reports whether the loop may sleep: no task or read is waiting
