@@ -64,12 +64,12 @@ type loop struct {
 	conns     []*Conn // by fd
 	open      int     // connections on this loop
 	listeners []*epListener
-	pending   []*Conn // connections to read again without waiting for an edge
-	backoff   int64   // while accepting is paused after ENOBUFS/ENOMEM: until when
-	deadline  int64   // the read deadline set on file, as a monotonic reading; 0 for none
-	pollFn    func(uintptr) bool
-	polled    int
-	pollErr   error
+	pending   []*Conn            // connections to read again without waiting for an edge
+	backoff   int64              // while accepting is paused after ENOBUFS/ENOMEM: until when
+	deadline  int64              // the read deadline set on file, as a monotonic reading; 0 for none
+	stepFn    func(uintptr) bool // step's method value, made once: parking allocates nothing
+	more      bool               // events may be ready that will not wake the runtime's poller
+	exiting   bool               // done said so: run exits once the read returns
 
 	mu         sync.Mutex
 	tasks      []task
@@ -266,7 +266,7 @@ func newLoop(s *Server) (*loop, error) {
 		return nil, err
 	}
 	l.raw = raw
-	l.pollFn = l.poll
+	l.stepFn = l.step
 	l.buf = make([]byte, loopBufferSize)
 	l.events = make([]unix.EpollEvent, 256)
 	return l, nil
@@ -319,33 +319,52 @@ func (l *loop) schedule(c *Conn, due int64) {
 	l.mu.Unlock()
 }
 
+// run is the loop's goroutine. The loop itself is step, run as the
+// callback of a read on the loop's epoll fd, which is registered with the
+// Go runtime's poller like any socket: step polls epoll without blocking
+// and handles what it finds, and when nothing is left to do it returns
+// false, which parks the goroutine in the runtime's poller until the
+// epoll fd has events or the next timer is due (the read deadline).
+// Parking there, rather than blocking a thread in epoll_wait, keeps the
+// loop on its thread (the scheduler never hands its P to another thread
+// while it sleeps) and makes it a goroutine like any other for the GC.
 func (l *loop) run() {
-	var tasks []task
 	for {
-		l.mu.Lock()
-		tasks, l.tasks = l.tasks, l.spare[:0]
-		l.mu.Unlock()
-		for i := range tasks {
-			l.do(tasks[i])
-			tasks[i] = task{}
+		if l.deadline != 0 && l.deadline <= monoNow() { // a passed deadline fails the read at once
+			l.file.SetReadDeadline(time.Time{})
+			l.deadline = 0
 		}
-		l.mu.Lock()
-		l.spare = tasks
-		l.mu.Unlock()
-
-		l.fireTimers(monoNow())
-		if len(l.pending) > 0 {
-			pending := l.pending
-			l.pending = nil
-			for _, c := range pending {
-				l.read(c)
-			}
-		}
-		if l.done() {
+		err := l.raw.Read(l.stepFn)
+		if l.exiting {
+			l.exit()
 			return
 		}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			panic(fmt.Sprintf("tcpkit: waiting on epoll: %v", err)) // EBADF, EINVAL: a bug of ours
+		}
+	}
+}
 
-		n, err := l.wait()
+// step runs the loop until it may park (it returns false) or must exit
+// (true, with l.exiting set). A read resumed after parking calls it again.
+// After a batch of events it parks without polling again: whatever
+// arrives during the batch wakes the runtime's poller, so the park ends at
+// once. What is ready without a new wakeup (a full batch, a listener
+// with connections left) sets l.more, and it polls again instead.
+func (l *loop) step(uintptr) bool {
+	for {
+		l.mu.Lock()
+		l.sleepUntil = math.MinInt64
+		l.mu.Unlock()
+		l.chores()
+		if l.done() {
+			l.exiting = true
+			return true
+		}
+		n, err := epollPoll(l.epfd, l.events)
+		if err == unix.EINTR {
+			continue
+		}
 		if err != nil {
 			panic(fmt.Sprintf("tcpkit: epoll_wait: %v", err)) // EBADF, EINVAL: a bug of ours
 		}
@@ -353,43 +372,39 @@ func (l *loop) run() {
 			ev := &l.events[i]
 			l.handle(int(ev.Fd), ev.Pad, ev.Events)
 		}
-	}
-}
-
-// wait returns the next events. It polls epoll without blocking; when
-// nothing is ready and there is nothing else to do, the goroutine parks
-// in the Go runtime's own poller, where the loop's epoll fd is registered
-// like any socket, until that fd is readable or the next timer is due.
-// Parking there, rather than blocking a thread in epoll_wait, keeps the
-// loop on its thread: the scheduler never hands its P to another thread
-// while it sleeps, and it sleeps like any goroutine for the GC.
-func (l *loop) wait() (int, error) {
-	now := monoNow()
-	if l.deadline != 0 && l.deadline <= now { // a passed deadline would fail the next read at once
-		l.file.SetReadDeadline(time.Time{})
-		l.deadline = 0
-	}
-	err := l.raw.Read(l.pollFn)
-	l.mu.Lock()
-	l.sleepUntil = math.MinInt64
-	l.mu.Unlock()
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		return 0, err
-	}
-	return l.polled, l.pollErr
-}
-
-// poll is wait's RawConn.Read callback: it polls, and returns false to
-// park. Its results go to l.polled and l.pollErr, so that wait allocates
-// nothing (pollFn is this method's value, made once).
-func (l *loop) poll(uintptr) bool {
-	for {
-		l.polled, l.pollErr = epollPoll(l.epfd, l.events)
-		if l.pollErr != unix.EINTR {
-			break
+		if n == len(l.events) || l.more {
+			l.more = false
+			continue
+		}
+		if l.park() {
+			return false
 		}
 	}
-	return l.polled > 0 || l.pollErr != nil || !l.park()
+}
+
+// chores runs the posted tasks, the due timers and the reads left over
+// from the last batch.
+func (l *loop) chores() {
+	l.mu.Lock()
+	tasks := l.tasks
+	l.tasks = l.spare[:0]
+	l.mu.Unlock()
+	for i := range tasks {
+		l.do(tasks[i])
+		tasks[i] = task{}
+	}
+	l.mu.Lock()
+	l.spare = tasks
+	l.mu.Unlock()
+
+	l.fireTimers(monoNow())
+	if len(l.pending) > 0 {
+		pending := l.pending
+		l.pending = nil
+		for _, c := range pending {
+			l.read(c)
+		}
+	}
 }
 
 // park reports whether the loop may sleep: no task or read is waiting
@@ -523,6 +538,12 @@ func (l *loop) done() bool {
 	}
 	l.exited = true
 	l.mu.Unlock()
+	return true
+}
+
+// exit releases the loop's fds once done said so, outside the read on
+// the epoll file (closing a file waits for its reads to return).
+func (l *loop) exit() {
 	l.closeFDs()
 	s := l.s
 	s.mu.Lock()
@@ -535,7 +556,6 @@ func (l *loop) done() bool {
 		}
 		close(s.ep.exited)
 	}
-	return true
 }
 
 // accept takes the connections waiting on el, a bounded number per event
@@ -546,7 +566,11 @@ func (l *loop) accept(el *epListener) {
 		return
 	}
 	ep := l.s.ep
-	for range 64 {
+	for i := 0; ; i++ {
+		if i == 64 {
+			l.more = true // the listener is level-triggered: what is left is ready without a new wakeup
+			return
+		}
 		var fd int
 		var raddr netip.AddrPort
 		var err syscall.Errno
