@@ -362,9 +362,6 @@ func (l *loop) step(uintptr) bool {
 			return true
 		}
 		n, err := epollPoll(l.epfd, l.events)
-		if n == 0 && err == nil && napOK {
-			n, err = epollNap(l.epfd, l.events)
-		}
 		if err == unix.EINTR {
 			continue
 		}
@@ -1076,30 +1073,6 @@ func epollCtl(epfd, op, fd int, events uint32) syscall.Errno {
 // epollPoll is epoll_wait with a zero timeout: it returns at once.
 func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
 	n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-// napTime is how long the loop waits for events in the kernel, holding
-// its goroutine's P, before it parks in the runtime's poller. A busy
-// loop's next event mostly comes sooner, and catching it here costs one
-// system call where parking costs the scheduler's round trip. The wait
-// sleeps in the kernel: it is not CPU time.
-var napTime = unix.Timespec{Nsec: 20_000}
-
-// napOK turns the nap off where epoll_pwait2 (Linux 5.11) is missing.
-var napOK = true
-
-// epollNap is epoll_wait for at most napTime.
-func epollNap(epfd int, events []unix.EpollEvent) (int, error) {
-	n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT2, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)),
-		uintptr(unsafe.Pointer(&napTime)), 0, 0)
-	if e == unix.ENOSYS {
-		napOK = false
-		return 0, nil
-	}
 	if e != 0 {
 		return 0, e
 	}
