@@ -7,6 +7,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"tcpkit/internal/rawsys"
 )
 
 // epConn is what a Conn served by the epoll engine adds: its fd and loop,
@@ -84,7 +86,7 @@ func (c *Conn) epTryWrite(p []byte) (int, error) {
 	}
 	n := 0
 	for n < len(p) {
-		m, errno := rawWrite(c.ep.fd, p[n:])
+		m, errno := rawsys.Write(c.ep.fd, p[n:])
 		switch errno {
 		case 0:
 			n += m
@@ -119,7 +121,7 @@ func (ep *epConn) watchOutputLocked(on bool) {
 	if on {
 		events |= unix.EPOLLOUT
 	}
-	epollCtl(ep.l.epfd, unix.EPOLL_CTL_MOD, ep.fd, events)
+	rawsys.EpollCtl(ep.l.epfd, unix.EPOLL_CTL_MOD, ep.fd, events)
 }
 
 // epSendFIN is sendFIN on the epoll engine.
@@ -130,7 +132,7 @@ func (c *Conn) epSendFIN() {
 	c.mu.Lock()
 	err := error(net.ErrClosed)
 	if !c.ep.released() {
-		if errno := rawShutdown(c.ep.fd, unix.SHUT_WR); errno != 0 {
+		if errno := rawsys.Shutdown(c.ep.fd, unix.SHUT_WR); errno != 0 {
 			err = errno
 		} else {
 			err = nil

@@ -11,9 +11,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"tcpkit/internal/rawsys"
 )
 
 const epollBuilt = true
@@ -299,8 +300,8 @@ func (l *loop) wakeLocked() {
 		return
 	}
 	l.woken = true
-	one := uint64(1)
-	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.wakefd), uintptr(unsafe.Pointer(&one)), 8)
+	one := [8]byte{1} // added to the eventfd's counter; any count wakes the loop
+	rawsys.Write(l.wakefd, one[:])
 }
 
 // schedule makes sure c's timers are looked at by the time due (a
@@ -361,11 +362,11 @@ func (l *loop) step(uintptr) bool {
 			l.exiting = true
 			return true
 		}
-		n, err := epollPoll(l.epfd, l.events)
+		n, err := rawsys.EpollPoll(l.epfd, l.events)
 		if err == unix.EINTR {
 			continue
 		}
-		if err != nil {
+		if err != 0 {
 			panic(fmt.Sprintf("tcpkit: epoll_wait: %v", err)) // EBADF, EINVAL: a bug of ours
 		}
 		for i := 0; i < n; i++ {
@@ -447,8 +448,8 @@ func (l *loop) park() bool {
 // handle dispatches one epoll event.
 func (l *loop) handle(fd int, tag int32, events uint32) {
 	if fd == l.wakefd {
-		var v uint64
-		syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&v)), 8)
+		var v [8]byte
+		rawsys.Read(fd, v[:])
 		l.mu.Lock()
 		l.woken = false
 		l.mu.Unlock()
@@ -576,10 +577,10 @@ func (l *loop) accept(el *epListener) {
 		var err syscall.Errno
 		if ep.atLimit.Load() {
 			ep.reserveMu.Lock()
-			fd, raddr, err = rawAccept(el.fd)
+			fd, raddr, err = rawsys.Accept(el.fd)
 			ep.reserveMu.Unlock()
 		} else {
-			fd, raddr, err = rawAccept(el.fd)
+			fd, raddr, err = rawsys.Accept(el.fd)
 		}
 		switch err {
 		case 0:
@@ -642,7 +643,7 @@ func (l *loop) shed(el *epListener, cause syscall.Errno) bool {
 		return false
 	}
 	unix.Close(ep.reserve)
-	fd, raddr, err := rawAccept(el.fd)
+	fd, raddr, err := rawsys.Accept(el.fd)
 	if err == 0 {
 		unix.Close(fd)
 		l.s.reject(net.TCPAddrFromAddrPort(raddr), &net.OpError{Op: "accept", Net: "tcp", Addr: el.ln.Addr(), Err: os.NewSyscallError("accept4", cause)})
@@ -669,7 +670,7 @@ func (l *loop) serve(fd int, raddr netip.AddrPort, el *epListener) {
 	c := newEpConn(l, fd, raddr, el)
 	if err := l.s.trackConn(c, false); err != nil {
 		l.open--
-		rawClose(fd)
+		rawsys.Close(fd)
 		if err != ErrServerClosed {
 			l.s.reject(c.RemoteAddr(), err)
 		}
@@ -679,7 +680,7 @@ func (l *loop) serve(fd int, raddr netip.AddrPort, el *epListener) {
 		l.conns = append(l.conns, make([]*Conn, max(len(l.conns), 64))...)
 	}
 	l.conns[fd] = c
-	if errno := epollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, connEvents); errno != 0 {
+	if errno := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, connEvents); errno != 0 {
 		c.closeWith(os.NewSyscallError("epoll_ctl", errno))
 		return
 	}
@@ -715,7 +716,7 @@ func (l *loop) read(c *Conn) {
 			l.pending = append(l.pending, c)
 			return
 		}
-		n, errno := rawRead(ep.fd, l.buf)
+		n, errno := rawsys.Read(ep.fd, l.buf)
 		switch {
 		case errno == unix.EINTR:
 			continue
@@ -836,7 +837,7 @@ func (l *loop) flush(c *Conn) {
 	}
 	wrote := 0
 	for len(c.out) > 0 {
-		n, errno := rawWrite(c.ep.fd, c.out)
+		n, errno := rawsys.Write(c.ep.fd, c.out)
 		if errno == unix.EINTR {
 			continue
 		}
@@ -991,7 +992,7 @@ func (l *loop) release(c *Conn) {
 	err := c.err
 	c.mu.Unlock()
 	l.conns[fd] = nil
-	rawClose(fd)
+	rawsys.Close(fd)
 	if ep := l.s.ep; ep.atLimit.Load() {
 		ep.reserveMu.Lock()
 		if ep.reserve < 0 { // lost at the limit: this fd's slot makes a new one
@@ -1022,78 +1023,4 @@ func (l *loop) release(c *Conn) {
 	if c.onDone != nil {
 		c.onDone(c)
 	}
-}
-
-// The hot path's system calls are made raw, without telling the Go
-// scheduler: on nonblocking sockets none of them blocks, and the
-// scheduler's bookkeeping around each would cost more than some of the
-// calls themselves. Only epoll_wait, which sleeps, goes through it.
-
-// rawAccept accepts a connection from the listening socket lfd, and reads
-// the peer's address without an allocation or the extra getsockopt that
-// unix.Accept4 makes.
-func rawAccept(lfd int) (int, netip.AddrPort, syscall.Errno) {
-	var rsa unix.RawSockaddrAny
-	size := uint32(unix.SizeofSockaddrAny)
-	fd, _, e := syscall.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&size)),
-		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
-	if e != 0 {
-		return -1, netip.AddrPort{}, e
-	}
-	return int(fd), rawAddrPort(&rsa), 0
-}
-
-// rawAddrPort reads an IPv4 or IPv6 socket address.
-func rawAddrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
-	switch rsa.Addr.Family {
-	case unix.AF_INET:
-		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
-	case unix.AF_INET6:
-		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-		ip := netip.AddrFrom16(sa.Addr)
-		if sa.Scope_id != 0 {
-			if ifi, err := net.InterfaceByIndex(int(sa.Scope_id)); err == nil {
-				ip = ip.WithZone(ifi.Name)
-			}
-		}
-		return netip.AddrPortFrom(ip, uint16(p[0])<<8|uint16(p[1]))
-	}
-	return netip.AddrPort{}
-}
-
-func epollCtl(epfd, op, fd int, events uint32) syscall.Errno {
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
-	_, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
-	return e
-}
-
-// epollPoll is epoll_wait with a zero timeout: it returns at once.
-func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
-	n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-func rawClose(fd int) {
-	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
-}
-
-func rawShutdown(fd, how int) syscall.Errno {
-	_, _, e := syscall.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), uintptr(how), 0)
-	return e
-}
-
-func rawRead(fd int, p []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	return int(n), e
-}
-
-func rawWrite(fd int, p []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	return int(n), e
 }

@@ -6,9 +6,10 @@ import (
 	"io"
 	"net"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"tcpkit/internal/rawsys"
 )
 
 // On Linux, pingpong in a closed loop runs on epoll: a few goroutines
@@ -82,7 +83,11 @@ func (r *runner) pingpongLoop(l, loops int) {
 		// Under load events are nearly always ready: look without the
 		// scheduler's bookkeeping first, and block (20 ms at most, to see
 		// the end of the run) only when nothing is.
-		n, err := rawEpollPoll(ep, events)
+		n, errno := rawsys.EpollPoll(ep, events)
+		var err error
+		if errno != 0 {
+			err = errno
+		}
 		if n == 0 && err == nil {
 			n, err = unix.EpollWait(ep, events, 20)
 		}
@@ -142,7 +147,11 @@ func (r *runner) ppEvent(ep int, c *ppConn, ev uint32, buf []byte, byFD map[int]
 		r.ppFlush(c, byFD)
 	}
 	for c.state == ppWaiting {
-		n, err := rawRead(c.fd, buf)
+		n, errno := rawsys.Read(c.fd, buf)
+		var err error
+		if errno != 0 {
+			err = errno
+		}
 		switch {
 		case n > 0:
 			if r.ppReply(c, buf[:n], byFD) {
@@ -217,14 +226,15 @@ func (r *runner) ppFlush(c *ppConn, byFD map[int]*ppConn) {
 	for len(c.out) > 0 {
 		// write(2), the cheapest send: Go programs ignore the SIGPIPE a
 		// write to a reset socket raises (it fails with EPIPE instead).
-		n, err := rawWrite(c.fd, c.out)
-		switch {
-		case err == unix.EAGAIN:
+		n, errno := rawsys.Write(c.fd, c.out)
+		switch errno {
+		case 0:
+		case unix.EAGAIN:
 			return
-		case err == unix.EINTR:
+		case unix.EINTR:
 			continue
-		case err != nil:
-			r.ppFail(c, c.seq, err, byFD)
+		default:
+			r.ppFail(c, c.seq, errno, byFD)
 			return
 		}
 		c.out = c.out[n:]
@@ -284,34 +294,6 @@ func sockaddr(addr string) (unix.Sockaddr, error) {
 	sa := &unix.SockaddrInet6{Port: ta.Port}
 	copy(sa.Addr[:], ta.IP)
 	return sa, nil
-}
-
-// rawRead and rawWrite are read(2) and write(2) on a nonblocking socket
-// without the scheduler's system-call bookkeeping: they never block, and
-// at hundreds of thousands of calls a second that bookkeeping shows.
-func rawRead(fd int, p []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-func rawWrite(fd int, p []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-// rawEpollPoll is epoll_wait with a zero timeout: it never blocks.
-func rawEpollPoll(ep int, events []unix.EpollEvent) (int, error) {
-	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
 }
 
 // timeoutError is the error of a reply that took too long on epoll.
