@@ -22,7 +22,7 @@ type epConn struct {
 
 	// Under Conn.mu.
 	finAt    int64 // when our FIN went out, for the linger timeout
-	progress int64 // when queued output last moved, for the write timeout
+	progress int64 // when queued output last moved; kept only with a write timeout
 	finished bool  // OnClose has returned
 
 	// Under loop.mu.
@@ -104,8 +104,8 @@ func (c *Conn) epTryWrite(p []byte) (int, error) {
 // output until it is written, and the write timeout starts.
 func (c *Conn) epQueuedLocked() {
 	c.ep.watchOutputLocked(true)
-	c.ep.progress = monoNow()
 	if wt := c.opt.WriteTimeout; wt > 0 {
+		c.ep.progress = monoNow()
 		c.ep.l.schedule(c, c.ep.progress+int64(wt))
 	}
 }

@@ -74,7 +74,7 @@ type loop struct {
 
 	mu         sync.Mutex
 	tasks      []task
-	spare      []task
+	spare      []task // the drained task list, reused; the loop's own
 	timers     timerHeap
 	sleepUntil int64 // when epoll_wait will time out; math.MinInt64 while awake
 	woken      bool  // the eventfd was written and not yet read
@@ -354,9 +354,6 @@ func (l *loop) run() {
 // with connections left) sets l.more, and it polls again instead.
 func (l *loop) step(uintptr) bool {
 	for {
-		l.mu.Lock()
-		l.sleepUntil = math.MinInt64
-		l.mu.Unlock()
 		l.chores()
 		if l.done() {
 			l.exiting = true
@@ -383,22 +380,26 @@ func (l *loop) step(uintptr) bool {
 	}
 }
 
-// chores runs the posted tasks, the due timers and the reads left over
-// from the last batch.
+// chores marks the loop awake and runs the posted tasks, the due timers
+// and the reads left over from the last batch, taking l.mu once when
+// there is nothing to do.
 func (l *loop) chores() {
+	now := monoNow()
 	l.mu.Lock()
+	l.sleepUntil = math.MinInt64
 	tasks := l.tasks
 	l.tasks = l.spare[:0]
+	due := len(l.timers) > 0 && l.timers[0].ep.due <= now
 	l.mu.Unlock()
 	for i := range tasks {
 		l.do(tasks[i])
 		tasks[i] = task{}
 	}
-	l.mu.Lock()
-	l.spare = tasks
-	l.mu.Unlock()
+	l.spare = tasks // the loop's own: post appends to l.tasks only
 
-	l.fireTimers(monoNow())
+	if due || l.backoff > 0 {
+		l.fireTimers(monoNow())
+	}
 	if len(l.pending) > 0 {
 		pending := l.pending
 		l.pending = nil
@@ -731,7 +732,7 @@ func (l *loop) read(c *Conn) {
 			return
 		}
 		c.gotBytes(n)
-		if c.opt.Framing == Raw && ep.partial == nil {
+		if c.opt.Framing == Raw {
 			l.deliver(c, l.buf[:n])
 		} else if !l.deliverMessages(c, l.buf[:n]) {
 			ep.waiting = c.mustWait()
@@ -856,7 +857,9 @@ func (l *loop) flush(c *Conn) {
 	if wrote > 0 {
 		c.bytesWritten.Add(int64(wrote))
 		c.touch()
-		c.ep.progress = monoNow()
+		if c.opt.WriteTimeout > 0 {
+			c.ep.progress = monoNow()
+		}
 	}
 	if len(c.out) > 0 {
 		c.mu.Unlock()
