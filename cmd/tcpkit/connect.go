@@ -141,8 +141,10 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return p.run(ctx, d, network, addr, stdout, stderr)
 	}
 
-	out := newLineWriter(stdout)
-	defer out.Close()
+	// The seed's client waits for its output rather than drop it: a
+	// slow terminal slows the exchange down. Only exiting is bounded.
+	out := newLineWriter(stdout, lineOptions{escape: isTerminal(stdout)})
+	defer out.Close(closeWait)
 	cl := &client{out: out, hex: *hexOut, data: make(chan struct{}, 1)}
 	c, err := d.dial(ctx, network, addr, cl.events())
 	if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +17,7 @@ import (
 func TestServeAtFDLimit(t *testing.T) {
 	prlimit := needPeer(t, "prlimit")
 	srv := start(t, prlimit, "--nofile=40:40", tcpkitBin, "serve", "--port", "0", "--host", "127.0.0.1", "--engine", "epoll", "--keep-open")
-	line := srv.stdout.waitPrefix(t, "listen on port ", waitFor)
-	port, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(line, "listen on port "), " at 127.0.0.1 (epoll engine)"))
-	if err != nil {
-		t.Fatalf("serve's first line is %q, want \"listen on port N at 127.0.0.1 (epoll engine)\"", line)
-	}
+	port := waitListening(t, srv, "127.0.0.1")
 
 	const clients = 60
 	var served []net.Conn

@@ -32,7 +32,9 @@ type metrics struct {
 	draining  atomic.Bool
 }
 
-func newMetrics() *metrics {
+// newMetrics makes serve's metrics; dropped counts the output lines
+// dropped because standard output could not keep up.
+func newMetrics(dropped func() int64) *metrics {
 	m := &metrics{
 		reg:       prometheus.NewRegistry(),
 		open:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "tcpkit_connections_open", Help: "Connections open now."}),
@@ -47,7 +49,11 @@ func newMetrics() *metrics {
 		errs:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcpkit_connection_errors_total", Help: "Connections broken by an error, by kind."}, []string{"kind"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcpkit_connections_rejected_total", Help: "Connections closed before being served, by reason."}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.open, m.accepted, m.bytesIn, m.bytesOut, m.exchanges, m.latency, m.errs, m.rejected,
+	droppedLines := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tcpkit_output_dropped_lines_total",
+		Help: "Output lines dropped because standard output did not keep up, or was gone.",
+	}, func() float64 { return float64(dropped()) })
+	m.reg.MustRegister(m.open, m.accepted, m.bytesIn, m.bytesOut, m.exchanges, m.latency, m.errs, m.rejected, droppedLines,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

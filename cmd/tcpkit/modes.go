@@ -16,28 +16,41 @@ import (
 // when quiet, except errors and rejections.
 type printer struct {
 	out   *lineWriter
+	err   *lineWriter  // notices that are not the seed's lines
 	log   *slog.Logger // nil for the seed's format
 	quiet bool
 	hex   bool
 }
 
-func newPrinter(out *lineWriter, format string, quiet, hexOut bool) *printer {
-	p := &printer{out: out, quiet: quiet, hex: hexOut}
+func newPrinter(outs *outputs, format string, quiet, hexOut bool) *printer {
+	p := &printer{out: outs.out, err: outs.err, quiet: quiet, hex: hexOut}
 	switch format {
 	case "text":
-		p.log = slog.New(slog.NewTextHandler(out, nil))
+		p.log = slog.New(slog.NewTextHandler(outs.out, nil))
 	case "json":
-		p.log = slog.New(slog.NewJSONHandler(out, nil))
+		p.log = slog.New(slog.NewJSONHandler(outs.out, nil))
 	}
 	return p
 }
 
-func (p *printer) listening(line string, attrs ...any) {
+// listening prints the seed's listen line, exactly, and on stderr where
+// and how the server listens: "listening on ADDR (ENGINE engine, metrics
+// on URL)". A log format puts it all in one record.
+func (p *printer) listening(line, addr, engine, metricsURL string) {
 	if p.log != nil {
+		attrs := []any{"addr", addr, "engine", engine}
+		if metricsURL != "" {
+			attrs = append(attrs, "metrics", metricsURL)
+		}
 		p.log.Info(line, attrs...)
 		return
 	}
 	p.out.line(line)
+	about := engine + " engine"
+	if metricsURL != "" {
+		about += ", metrics on " + metricsURL
+	}
+	p.err.line("tcpkit serve: listening on ", addr, " (", about, ")")
 }
 
 func (p *printer) connected(c *tcpkit.Conn) {

@@ -502,7 +502,8 @@ func ncSocketPath(t testing.TB) string {
 func ncServeUnix(t testing.TB, path string) *proc {
 	t.Helper()
 	srv := startTcpkit(t, "serve", "--unix", path, "--mode", "echo")
-	srv.waitLine(t, "listen on "+path+" (std engine)", waitFor)
+	srv.waitLine(t, "listen on "+path, waitFor)
+	srv.stderr.take(t, "tcpkit serve: listening on unix:"+path+" (std engine)", waitFor)
 	return srv
 }
 

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/hex"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -12,39 +14,84 @@ import (
 // writes them: short enough that a person sees no lag.
 const batchDelay = 2 * time.Millisecond
 
-// maxPending bounds the output a lineWriter holds: past it, writers wait
-// for the terminal or pipe to catch up rather than losing lines.
+// maxPending bounds the output a lineWriter holds. Past it, a writer that
+// drops (serve's) drops lines; one that does not (connect's) waits for
+// the terminal or pipe to catch up.
 const maxPending = 1 << 20
 
 // A lineWriter collects output lines in memory and writes them from its
 // own goroutine, so that a connection's callback appends a line and moves
 // on instead of making a write system call per message. Lines keep their
-// order. Close writes what is left.
+// order.
+//
+// Whoever reads the output can stop reading (a pipe nobody drains, a
+// terminal on hold) or go away (a closed pipe: EPIPE). Neither may hold
+// the program up: a lineWriter with drop set never makes a caller wait,
+// Close gives up after a bound, and a failed write turns the rest of the
+// output into drops and is reported once through onBroken.
 type lineWriter struct {
-	w io.Writer
+	w        io.Writer
+	drop     bool        // past maxPending, drop lines rather than wait for room
+	escape   bool        // text shows the bytes a terminal acts on escaped
+	onDrop   func()      // called once, at the first dropped line
+	onBroken func(error) // called once, when a write fails
+
+	dropped atomic.Int64 // lines dropped: no room, or the output broke
 
 	mu      sync.Mutex
 	cond    *sync.Cond // on mu: pending was written, or a writer waits
 	pending []byte
 	awake   bool // the writer goroutine was woken and has not written yet
 	closed  bool
+	broken  bool // a write failed: everything from now on is dropped
+	full    bool // a line was dropped for want of room (onDrop was called)
 	done    chan struct{}
 }
 
-func newLineWriter(w io.Writer) *lineWriter {
-	l := &lineWriter{w: w, done: make(chan struct{})}
+// lineOptions are a lineWriter's policies; the zero value waits for room,
+// prints text as the seed does, and reports nothing.
+type lineOptions struct {
+	drop     bool
+	escape   bool
+	onDrop   func()
+	onBroken func(error)
+}
+
+func newLineWriter(w io.Writer, o lineOptions) *lineWriter {
+	l := &lineWriter{w: w, drop: o.drop, escape: o.escape, onDrop: o.onDrop, onBroken: o.onBroken, done: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
 	go l.loop()
 	return l
 }
 
-// lockRoom locks l once there is room for more output.
-func (l *lineWriter) lockRoom() {
+// lockRoom locks l once there is room for more output, and reports
+// whether the line may be added. When it may not (no room and l drops,
+// or the output broke), l is unlocked and the line counted as dropped.
+func (l *lineWriter) lockRoom() bool {
 	l.mu.Lock()
-	for len(l.pending) > maxPending && !l.closed {
+	for len(l.pending) > maxPending && !l.closed && !l.broken && !l.drop {
 		l.cond.Wait()
 	}
+	switch {
+	case l.broken:
+		l.mu.Unlock()
+		l.dropped.Add(1)
+		return false
+	case len(l.pending) > maxPending && !l.closed:
+		first := !l.full
+		l.full = true
+		l.mu.Unlock()
+		l.dropped.Add(1)
+		if first && l.onDrop != nil {
+			l.onDrop()
+		}
+		return false
+	}
+	return true
 }
+
+// Dropped returns how many lines were dropped.
+func (l *lineWriter) Dropped() int64 { return l.dropped.Load() }
 
 // unlockWake tells the writer goroutine there is output, and unlocks.
 // Only the first line after a write wakes it: it collects the lines that
@@ -60,7 +107,9 @@ func (l *lineWriter) unlockWake() {
 
 // line appends the concatenation of parts and a newline.
 func (l *lineWriter) line(parts ...string) {
-	l.lockRoom()
+	if !l.lockRoom() {
+		return
+	}
 	for _, p := range parts {
 		l.pending = append(l.pending, p...)
 	}
@@ -69,17 +118,19 @@ func (l *lineWriter) line(parts ...string) {
 }
 
 // Write appends p, which should end with a newline: for log/slog's
-// handlers, which write one record per call.
+// handlers and the tracer, which write one record per call.
 func (l *lineWriter) Write(p []byte) (int, error) {
-	l.lockRoom()
-	l.pending = append(l.pending, p...)
-	l.unlockWake()
+	if l.lockRoom() {
+		l.pending = append(l.pending, p...)
+		l.unlockWake()
+	}
 	return len(p), nil
 }
 
 // text appends prefix and p as a line of text: one trailing newline of p
 // is dropped (the line gets its own), and invalid UTF-8 becomes U+FFFD, as
-// Node's Buffer.toString() does.
+// Node's Buffer.toString() does; or, when l escapes, what a terminal would
+// act on is shown escaped (see appendEscaped).
 func (l *lineWriter) text(prefix string, p []byte) {
 	if n := len(p); n > 0 && p[n-1] == '\n' {
 		p = p[:n-1]
@@ -87,11 +138,16 @@ func (l *lineWriter) text(prefix string, p []byte) {
 			p = p[:n-2]
 		}
 	}
-	l.lockRoom()
+	if !l.lockRoom() {
+		return
+	}
 	l.pending = append(l.pending, prefix...)
-	if utf8.Valid(p) {
+	switch {
+	case l.escape:
+		l.pending = appendEscaped(l.pending, p, true)
+	case utf8.Valid(p):
 		l.pending = append(l.pending, p...)
-	} else {
+	default:
 		l.pending = appendValidUTF8(l.pending, p)
 	}
 	l.pending = append(l.pending, '\n')
@@ -99,66 +155,13 @@ func (l *lineWriter) text(prefix string, p []byte) {
 }
 
 // hexDump appends p as a hex dump with offsets from the start of p, in
-// the layout of hexdump -C.
+// the layout of hexdump -C. It shows only printable ASCII as itself.
 func (l *lineWriter) hexDump(p []byte) {
-	l.lockRoom()
+	if !l.lockRoom() {
+		return
+	}
 	l.pending = append(l.pending, hex.Dump(p)...)
 	l.unlockWake()
-}
-
-// appendValidUTF8 appends p with each ill-formed sequence replaced by
-// U+FFFD the way Node's Buffer.toString() (the WHATWG decoder) does: one
-// replacement per maximal invalid subpart, so a truncated 3-byte
-// character is one U+FFFD, not two.
-func appendValidUTF8(dst, p []byte) []byte {
-	for len(p) > 0 {
-		r, size := utf8.DecodeRune(p)
-		if r != utf8.RuneError || size > 1 {
-			dst = append(dst, p[:size]...)
-			p = p[size:]
-			continue
-		}
-		dst = utf8.AppendRune(dst, utf8.RuneError)
-		p = p[maximalSubpart(p):]
-	}
-	return dst
-}
-
-// maximalSubpart returns the length of the invalid sequence at the start
-// of p: the lead byte and the continuation bytes that could still have
-// completed it (Unicode's "maximal subpart"), at least 1.
-func maximalSubpart(p []byte) int {
-	b := p[0]
-	var need int
-	lo, hi := byte(0x80), byte(0xBF) // bounds of the second byte
-	switch {
-	case b >= 0xC2 && b <= 0xDF:
-		need = 1
-	case b >= 0xE0 && b <= 0xEF:
-		need = 2
-		if b == 0xE0 {
-			lo = 0xA0
-		} else if b == 0xED {
-			hi = 0x9F
-		}
-	case b >= 0xF0 && b <= 0xF4:
-		need = 3
-		if b == 0xF0 {
-			lo = 0x90
-		} else if b == 0xF4 {
-			hi = 0x8F
-		}
-	default:
-		return 1
-	}
-	n := 1
-	for ; n <= need && n < len(p); n++ {
-		if p[n] < lo || p[n] > hi {
-			break
-		}
-		lo, hi = 0x80, 0xBF
-	}
-	return n
 }
 
 func (l *lineWriter) loop() {
@@ -182,16 +185,47 @@ func (l *lineWriter) loop() {
 		buf, l.pending = l.pending, buf[:0]
 		l.cond.Broadcast() // room again for waiting writers
 		l.mu.Unlock()
-		l.w.Write(buf) // a failing terminal must not stop the server
+		_, err := l.w.Write(buf)
 		l.mu.Lock()
+		if err != nil {
+			l.broke(err, bytes.Count(buf, []byte{'\n'}))
+			return
+		}
 	}
 }
 
-// Close writes all pending lines and stops the writer goroutine.
-func (l *lineWriter) Close() {
+// broke stops the output for good after a failed write of lost lines:
+// those, what is pending and everything after it are dropped. It is
+// called with l.mu held and returns with it released.
+func (l *lineWriter) broke(err error, lost int) {
+	l.broken = true
+	lost += bytes.Count(l.pending, []byte{'\n'})
+	l.pending = nil
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	l.dropped.Add(int64(lost))
+	if l.onBroken != nil {
+		l.onBroken(err)
+	}
+}
+
+// Close writes the pending lines and stops the writer goroutine, waiting
+// at most timeout for the reader to take them. It reports whether all
+// were written; if not, the writer goroutine is left blocked in its
+// write, which the process's exit ends.
+func (l *lineWriter) Close(timeout time.Duration) bool {
 	l.mu.Lock()
 	l.closed = true
 	l.cond.Broadcast()
 	l.mu.Unlock()
-	<-l.done
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-l.done:
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !l.broken
+	case <-t.C:
+		return false
+	}
 }

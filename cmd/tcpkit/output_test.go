@@ -93,9 +93,9 @@ func TestLineWriterText(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var b bytes.Buffer
-			w := newLineWriter(&b)
+			w := newLineWriter(&b, lineOptions{})
 			w.text("receive: ", []byte(tt.in))
-			w.Close()
+			w.Close(waitFor)
 			got, want := b.String(), "receive: "+tt.want+"\n"
 			switch {
 			case got == want:
@@ -108,11 +108,11 @@ func TestLineWriterText(t *testing.T) {
 
 func TestLineWriterLine(t *testing.T) {
 	var b bytes.Buffer
-	w := newLineWriter(&b)
+	w := newLineWriter(&b, lineOptions{})
 	w.line("connect address : ", "127.0.0.1:5000")
 	w.line()
 	w.line("a", "b", "c")
-	w.Close()
+	w.Close(waitFor)
 	if got, want := b.String(), "connect address : 127.0.0.1:5000\n\nabc\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
@@ -124,7 +124,7 @@ func TestLineWriterConcurrent(t *testing.T) {
 	const writers, lines = 8, 2000
 	pad := strings.Repeat("x", 100) // 8*2000*~110 bytes: over maxPending
 	var b bytes.Buffer
-	w := newLineWriter(&b)
+	w := newLineWriter(&b, lineOptions{})
 	var wg sync.WaitGroup
 	for i := range writers {
 		wg.Add(1)
@@ -140,7 +140,7 @@ func TestLineWriterConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	w.Close()
+	w.Close(waitFor)
 
 	next := make([]int, writers)
 	got := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")

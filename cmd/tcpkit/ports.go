@@ -114,7 +114,7 @@ func writePortsTable(w io.Writer, socks []ports.Socket) error {
 	for _, s := range socks {
 		owner := "-"
 		if s.PID != 0 {
-			owner = strconv.Itoa(s.PID) + "/" + s.Command
+			owner = strconv.Itoa(s.PID) + "/" + escapeString(s.Command) // any user names their processes
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%d\t%d\t%s\n", s.Proto, s.Local, remoteText(s.Remote), s.State, s.SendQ, s.RecvQ, owner)
 	}
@@ -186,7 +186,7 @@ func portHolder(port int) string {
 	}
 	for _, s := range res.Sockets {
 		if s.Local.Port() == uint16(port) && s.PID != 0 {
-			return fmt.Sprintf("%s (PID %d)", s.Command, s.PID)
+			return fmt.Sprintf("%s (PID %d)", escapeString(s.Command), s.PID)
 		}
 	}
 	return ""

@@ -54,7 +54,7 @@ func (cl *client) loop(ctx context.Context, c *tcpkit.Conn, msg []byte, interval
 	sent := 0
 	send := func() bool {
 		if _, err := c.Write(msg); err != nil {
-			cl.out.Close() // the lines before the error come first
+			cl.out.Close(closeWait) // the lines before the error come first
 			fmt.Fprintf(stderr, "tcpkit connect: cannot send %q: %s\n", msg, explainBroken(err, "server"))
 			return false
 		}
@@ -85,7 +85,7 @@ func (cl *client) loop(ctx context.Context, c *tcpkit.Conn, msg []byte, interval
 			}
 		case <-closed:
 			if err := c.Err(); err != nil {
-				cl.out.Close()
+				cl.out.Close(closeWait)
 				fmt.Fprintf(stderr, "tcpkit connect: %s\n", explainBroken(err, "server"))
 				return exitBroken
 			}
@@ -103,14 +103,23 @@ func (cl *client) loop(ctx context.Context, c *tcpkit.Conn, msg []byte, interval
 	}
 }
 
-// finish ends the connection and waits, briefly, for it to close.
+// finish ends the connection and waits, briefly, for it to close: for
+// the server's FIN, then for the close itself, each at most closeWait (a
+// callback stuck on a blocked output can hold the close up).
 func finish(c *tcpkit.Conn) int {
 	c.End()
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
 	select {
 	case <-c.Done():
-	case <-time.After(closeWait):
-		c.Close()
-		<-c.Done()
+		return exitOK
+	case <-t.C:
+	}
+	c.Close()
+	t.Reset(closeWait)
+	select {
+	case <-c.Done():
+	case <-t.C:
 	}
 	return exitOK
 }

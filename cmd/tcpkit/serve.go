@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"tcpkit"
@@ -125,25 +127,34 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := o.check(); err != nil {
 		return usageError(stderr, "serve", "%v", err)
 	}
+
+	// Output never holds the server up: what its readers cannot take is
+	// dropped and counted, and a reader that went away stops the server
+	// as SIGTERM does (see newOutputs).
+	ctx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	// Asked for, SIGPIPE no longer kills the process when standard output
+	// or error is a pipe whose reader left: the write fails with EPIPE.
+	// The other commands keep the default, as pipeline tools do.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	outs := newOutputs(stdout, stderr, stopServing)
 	var tr *tracer
 	if o.trace {
-		if tr, err = newTracer(stderr, o.traceFormat, "client"); err != nil {
+		if tr, err = newTracer(outs.err, o.traceFormat, "client"); err != nil {
 			return usageError(stderr, "serve", "%v", err)
 		}
 	}
-	out := newLineWriter(stdout)
-	defer out.Close()
-	p := newPrinter(out, o.logFormat, o.quiet, o.hex)
+	p := newPrinter(outs, o.logFormat, o.quiet, o.hex)
 	var m *metrics
 	if o.metricsAddr != "" {
-		m = newMetrics()
+		m = newMetrics(outs.out.Dropped)
 	}
 	srv, err := o.server(p, tr, m, stderr)
 	if err != nil {
 		return usageError(stderr, "serve", "%v", err)
 	}
 
-	ln, line, err := o.listen(ctx)
+	ln, err := o.listen(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "tcpkit serve: %v\n", err)
 		return exitFail
@@ -153,7 +164,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		ln.Close()
 		return usageError(stderr, "serve", "--engine %s: %v", o.engine, strings.TrimPrefix(err.Error(), "tcpkit: "))
 	}
-	notes := []string{engine.String() + " engine"}
+	var metricsURL string
 	if m != nil {
 		mln, err := net.Listen("tcp", o.metricsAddr)
 		if err != nil {
@@ -164,9 +175,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		mctx, stop := context.WithCancel(context.Background())
 		defer stop()
 		go m.serve(mctx, mln)
-		notes = append(notes, "metrics on http://"+mln.Addr().String()+"/metrics")
+		metricsURL = "http://" + mln.Addr().String() + "/metrics"
 	}
-	line += " (" + strings.Join(notes, ", ") + ")"
 	stopProfile, ok := startCPUProfile(o.cpuProfile, stderr)
 	if !ok {
 		ln.Close()
@@ -176,8 +186,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// SIGUSR1 is caught before anyone can know our port and send it.
 	status, stopStatus := statusSignal()
 	defer stopStatus()
-	p.listening(line)
-	return runServer(ctx, srv, ln, o.drain, o.drainDelay, m, status, stderr)
+	p.listening(listenLine(ln), addrString(ln.Addr()), engine.String(), metricsURL)
+	return runServer(ctx, srv, ln, o.drain, o.drainDelay, m, status, outs)
 }
 
 // server builds the tcpkit.Server that o describes.
@@ -259,18 +269,18 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 	return srv, nil
 }
 
-// listen opens o's listener and returns it with its listen line.
-func (o *serveOptions) listen(ctx context.Context) (net.Listener, string, error) {
+// listen opens o's listener.
+func (o *serveOptions) listen(ctx context.Context) (net.Listener, error) {
 	if o.unix != "" {
 		ln, err := listenUnix(ctx, o.unix)
 		if err != nil {
-			return nil, "", fmt.Errorf("cannot listen on %s: %w", o.unix, err)
+			return nil, fmt.Errorf("cannot listen on %s: %w", o.unix, err)
 		}
-		return ln, "listen on " + o.unix, nil
+		return ln, nil
 	}
 	network, err := family(o.v4, o.v6)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	addr := net.JoinHostPort(o.host, strconv.Itoa(o.port))
 	var lc net.ListenConfig
@@ -279,19 +289,19 @@ func (o *serveOptions) listen(ctx context.Context) (net.Listener, string, error)
 	}
 	ln, err := lc.Listen(ctx, network, addr)
 	if err != nil {
-		return nil, "", errors.New(explainListen(addr, o.port, err))
+		return nil, errors.New(explainListen(addr, o.port, err))
 	}
-	return ln, listenLine(ln, o.host), nil
+	return ln, nil
 }
 
-// listenLine is the seed's "listen on port 5000", naming the host when
-// one was given.
-func listenLine(ln net.Listener, host string) string {
-	line := "listen on port " + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	if host != "" {
-		line += " at " + host
+// listenLine is the seed's line, "listen on port 5000", exactly; for a
+// Unix socket, "listen on PATH". Where exactly, and on which engine, goes
+// on a line of its own (see printer.listening).
+func listenLine(ln net.Listener) string {
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		return "listen on port " + strconv.Itoa(ta.Port)
 	}
-	return line
+	return "listen on " + ln.Addr().String()
 }
 
 func rejectReason(err error, maxConns, maxPerIP int) string {
@@ -305,17 +315,20 @@ func rejectReason(err error, maxConns, maxPerIP int) string {
 }
 
 // runServer serves ln until ctx is done, then shuts down gracefully,
-// giving open connections drain to end.
-func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, delay time.Duration, m *metrics, status <-chan os.Signal, stderr io.Writer) int {
+// giving open connections drain to end; a second signal cuts them at
+// once. The output gets what is left of drain, and at least
+// outputGrace, to be written before the process exits.
+func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, delay time.Duration, m *metrics, status <-chan os.Signal, outs *outputs) int {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	for ctx.Err() == nil {
 		select {
 		case err := <-served: // the listener failed for good
-			fmt.Fprintf(stderr, "tcpkit serve: %v\n", err)
+			outs.err.line("tcpkit serve: ", err.Error())
+			outs.close(time.Now().Add(outputGrace))
 			return exitFail
 		case <-status:
-			fmt.Fprintf(stderr, "tcpkit serve: status: %s\n", statusLine(srv))
+			outs.err.line("tcpkit serve: status: ", statusLine(srv))
 		case <-ctx.Done():
 		}
 	}
@@ -331,8 +344,9 @@ func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, 
 		case <-forced(ctx):
 		}
 	}
+	deadline := time.Now().Add(drain)
 	open := srv.Conns()
-	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	dctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(dctx) }()
@@ -340,25 +354,36 @@ func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, 
 	select {
 	case err = <-shut:
 	case <-forced(ctx):
-		err = errors.New("a second signal")
+		err = errSecondSignal
+		deadline = time.Now() // and the output gets no more than outputGrace
 		cancel()
 		<-shut
 	}
+	code, summary := exitOK, plural(open, "open connection")+" ended cleanly"
 	if err != nil {
 		cut := srv.Conns()
 		srv.Close()
-		<-served
-		why := "did not end within --drain-timeout " + drain.String()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			why = "were still open at a second signal"
+		if cut > 0 {
+			why := "did not end within --drain-timeout " + drain.String()
+			if err == errSecondSignal {
+				why = "were still open at a second signal"
+			}
+			code, summary = exitFail, fmt.Sprintf("%d of %d open connections %s and were cut", cut, open, why)
 		}
-		fmt.Fprintf(stderr, "tcpkit serve: stopped; %d of %d open connections %s and were cut\n", cut, open, why)
-		return exitFail
 	}
 	<-served
-	fmt.Fprintf(stderr, "tcpkit serve: stopped; %s ended cleanly\n", plural(open, "open connection"))
-	return exitOK
+	if n := outs.out.Dropped(); n > 0 {
+		summary += "; " + plural(int(n), "output line") + " dropped"
+	}
+	// The per-connection lines are written before the last line, so that
+	// on a shared stream none lands after it.
+	outs.out.Close(max(time.Until(deadline), outputGrace))
+	outs.err.line("tcpkit serve: stopped; ", summary)
+	outs.err.Close(outputGrace)
+	return code
 }
+
+var errSecondSignal = errors.New("a second signal")
 
 func plural(n int, noun string) string {
 	s := strconv.Itoa(n) + " " + noun
