@@ -353,7 +353,8 @@ func (c *Conn) End() error {
 		return nil
 	}
 	c.ending = true
-	if c.flushing { // the flush goroutine sends the FIN when it is done
+	if c.flushing { // the flush sends the FIN when it is done
+		c.endingWhileQueuedLocked()
 		c.mu.Unlock()
 		return nil
 	}
@@ -446,16 +447,59 @@ func (c *Conn) flush() {
 	}
 }
 
-// writeOut writes buf, blocking, for flush. With a WriteTimeout it writes
-// in chunks, each of which must go out within it: a peer that reads
-// slowly but steadily is fine, one that stopped reading is cut off.
+// stallLimitLocked is how long queued output may make no progress before
+// the connection is cut: WriteTimeout, and once the connection is ending,
+// at most LingerTimeout, so that a FIN waiting behind output the peer
+// never takes cannot keep the connection open for ever. Zero means no
+// limit.
+func (c *Conn) stallLimitLocked() time.Duration {
+	d := c.opt.WriteTimeout
+	if c.ending {
+		if lt := c.opt.lingerTimeout(); d == 0 || lt < d {
+			d = lt
+		}
+	}
+	return d
+}
+
+// stallErrorLocked is the error of a connection cut because its output
+// made no progress for its stall limit d.
+func (c *Conn) stallErrorLocked(d time.Duration) error {
+	if c.ending && d != c.opt.WriteTimeout {
+		return fmt.Errorf("%w: the peer took none of the remaining output for %v", ErrEndTimeout, d)
+	}
+	return fmt.Errorf("%w: the peer took nothing for %v", ErrWriteTimeout, d)
+}
+
+// cutsOnClose reports whether err is one that cuts the connection: its
+// close resets it (see abortOnClose).
+func cutsOnClose(err error) bool {
+	return errors.Is(err, ErrWriteTimeout) || errors.Is(err, ErrEndTimeout)
+}
+
+// endingWhileQueuedLocked starts the stall limit of the output queued
+// when End is called, if WriteTimeout did not already.
+func (c *Conn) endingWhileQueuedLocked() {
+	if c.ep != nil {
+		c.epEndingLocked()
+		return
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.stallLimitLocked())) // the write in progress, if any
+}
+
+// writeOut writes buf, blocking, for flush. Under a stall limit (see
+// stallLimitLocked) it writes in chunks, each of which must make progress
+// within it: a peer that reads slowly but steadily is fine, one that
+// stopped reading is cut off.
 func (c *Conn) writeOut(buf []byte) {
-	wt := c.opt.WriteTimeout
 	for len(buf) > 0 {
+		c.mu.Lock()
+		limit := c.stallLimitLocked()
+		c.mu.Unlock()
 		chunk := buf
-		if wt > 0 {
+		if limit > 0 {
 			chunk = buf[:min(len(buf), writeChunk)]
-			c.nc.SetWriteDeadline(time.Now().Add(wt))
+			c.nc.SetWriteDeadline(time.Now().Add(limit))
 		}
 		n, err := c.nc.Write(chunk)
 		if n > 0 {
@@ -466,14 +510,19 @@ func (c *Conn) writeOut(buf []byte) {
 			c.touch()
 			c.trace(TraceWrite, n, nil)
 		}
+		buf = buf[n:]
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			err = fmt.Errorf("%w: the peer took nothing for %v", ErrWriteTimeout, wt)
+			if n > 0 { // progress, only slow: the next chunk gets its own deadline
+				continue
+			}
+			c.mu.Lock() // End may have set the deadline since limit was read
+			err = c.stallErrorLocked(c.stallLimitLocked())
+			c.mu.Unlock()
 		}
 		if err != nil {
 			c.closeWith(err)
 			return
 		}
-		buf = buf[n:]
 	}
 }
 
@@ -536,8 +585,27 @@ func (c *Conn) closeWith(err error) {
 	}
 	c.cond.Broadcast()
 	c.mu.Unlock()
+	if cutsOnClose(err) {
+		abortOnClose(c.nc)
+	}
 	c.nc.Close()
 	close(c.closing)
+}
+
+// abortOnClose makes closing nc reset the connection (SO_LINGER 0) rather
+// than leave the kernel trying to deliver output the peer does not take.
+func abortOnClose(nc net.Conn) {
+	for nc != nil {
+		if tc, ok := nc.(interface{ SetLinger(int) error }); ok {
+			tc.SetLinger(0)
+			return
+		}
+		inner, ok := nc.(interface{ NetConn() net.Conn }) // TLS
+		if !ok {
+			return
+		}
+		nc = inner.NetConn()
+	}
 }
 
 func (c *Conn) wakeDrainWaitersLocked() {

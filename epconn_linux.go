@@ -22,7 +22,7 @@ type epConn struct {
 
 	// Under Conn.mu.
 	finAt    int64 // when our FIN went out, for the linger timeout
-	progress int64 // when queued output last moved; kept only with a write timeout
+	progress int64 // when queued output last moved; kept only under a stall limit
 	finished bool  // OnClose has returned
 
 	// Under loop.mu.
@@ -101,13 +101,22 @@ func (c *Conn) epTryWrite(p []byte) (int, error) {
 }
 
 // epQueuedLocked notes that output is queued: the fd is watched for
-// output until it is written, and the write timeout starts.
+// output until it is written, and the stall limit starts.
 func (c *Conn) epQueuedLocked() {
 	c.ep.watchOutputLocked(true)
-	if wt := c.opt.WriteTimeout; wt > 0 {
+	if limit := c.stallLimitLocked(); limit > 0 {
 		c.ep.progress = monoNow()
-		c.ep.l.schedule(c, c.ep.progress+int64(wt))
+		c.ep.l.schedule(c, c.ep.progress+int64(limit))
 	}
+}
+
+// epEndingLocked starts the stall limit of output queued when End is
+// called: the clock starts now, unless WriteTimeout already runs it.
+func (c *Conn) epEndingLocked() {
+	if c.opt.WriteTimeout == 0 {
+		c.ep.progress = monoNow()
+	}
+	c.ep.l.schedule(c, c.ep.progress+int64(c.stallLimitLocked()))
 }
 
 // watchOutputLocked adds output to the events the fd is watched for, or

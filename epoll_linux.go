@@ -857,7 +857,7 @@ func (l *loop) flush(c *Conn) {
 	if wrote > 0 {
 		c.bytesWritten.Add(int64(wrote))
 		c.touch()
-		if c.opt.WriteTimeout > 0 {
+		if c.stallLimitLocked() > 0 {
 			c.ep.progress = monoNow()
 		}
 	}
@@ -922,14 +922,17 @@ func (l *loop) expire(c *Conn, now int64) {
 	ep := c.ep
 	c.mu.Lock()
 	lingered := c.finDone && !c.peerEnded && now-ep.finAt >= int64(c.opt.lingerTimeout())
-	stalled := c.flushing && c.opt.WriteTimeout > 0 && now-ep.progress >= int64(c.opt.WriteTimeout)
+	var stalled error
+	if limit := c.stallLimitLocked(); c.flushing && limit > 0 && now-ep.progress >= int64(limit) {
+		stalled = c.stallErrorLocked(limit)
+	}
 	c.mu.Unlock()
 	switch {
 	case lingered:
 		c.closeWith(nil)
 		return
-	case stalled:
-		c.closeWith(fmt.Errorf("%w: the peer took nothing for %v", ErrWriteTimeout, c.opt.WriteTimeout))
+	case stalled != nil:
+		c.closeWith(stalled)
 		return
 	case l.reading(c) && c.opt.ReadTimeout > 0 && now-c.lastRead.Load() >= int64(c.opt.ReadTimeout):
 		c.closeWith(fmt.Errorf("%w: nothing received for %v", ErrReadTimeout, c.opt.ReadTimeout))
@@ -963,8 +966,8 @@ func (l *loop) rearm(c *Conn, now int64) {
 	if c.finDone && !c.peerEnded {
 		next = min(next, ep.finAt+int64(c.opt.lingerTimeout()))
 	}
-	if c.flushing && c.opt.WriteTimeout > 0 {
-		next = min(next, ep.progress+int64(c.opt.WriteTimeout))
+	if limit := c.stallLimitLocked(); c.flushing && limit > 0 {
+		next = min(next, ep.progress+int64(limit))
 	}
 	if d := c.timeout.Load(); d > 0 && c.timerArmed.Load() {
 		next = min(next, c.lastActive.Load()+d)
@@ -995,6 +998,9 @@ func (l *loop) release(c *Conn) {
 	err := c.err
 	c.mu.Unlock()
 	l.conns[fd] = nil
+	if cutsOnClose(err) { // cut: reset, as abortOnClose does
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
 	rawsys.Close(fd)
 	if ep := l.s.ep; ep.atLimit.Load() {
 		ep.reserveMu.Lock()

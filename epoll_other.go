@@ -37,6 +37,7 @@ func (ep *epConn) remoteAddr() net.Addr        { return nil }
 func (c *Conn) epLocalAddr() net.Addr          { return nil }
 func (c *Conn) epTryWrite([]byte) (int, error) { return 0, net.ErrClosed }
 func (c *Conn) epQueuedLocked()                {}
+func (c *Conn) epEndingLocked()                {}
 func (c *Conn) epSendFIN()                     {}
 func (s *Server) closeEpListenersLocked()      {}
 func (s *Server) waitLoops()                   {}

@@ -30,9 +30,17 @@ var (
 	// was read for ConnOptions.ReadTimeout.
 	ErrReadTimeout = errors.New("tcpkit: read timeout")
 
-	// ErrWriteTimeout is the error of a connection closed because its
-	// output made no progress for ConnOptions.WriteTimeout.
+	// ErrWriteTimeout is the error of a connection cut because its
+	// output made no progress for ConnOptions.WriteTimeout. The close
+	// resets the connection.
 	ErrWriteTimeout = errors.New("tcpkit: write timeout")
+
+	// ErrEndTimeout is the error of a connection cut because, once it
+	// was ending (End, or the peer's FIN), its queued output made no
+	// progress for ConnOptions.LingerTimeout: the peer takes none of it,
+	// so the FIN behind it could never go out. The close resets the
+	// connection.
+	ErrEndTimeout = errors.New("tcpkit: end timeout")
 
 	// ErrTooManyConns is what Server.OnReject is told when a connection
 	// went over Server.MaxConns.

@@ -35,9 +35,13 @@ type ConnOptions struct {
 	// Conn.SetTimeout changes it per connection.
 	IdleTimeout time.Duration
 
-	// LingerTimeout bounds how long a connection waits, after its FIN went
-	// out, for the peer's FIN before it closes anyway. Zero means
-	// DefaultLingerTimeout.
+	// LingerTimeout bounds the graceful end of a connection. Once it is
+	// ending (End, or the peer's FIN without AllowHalfOpen), output still
+	// queued that makes no progress for this long cuts the connection
+	// with ErrEndTimeout (a reset: the peer does not read, so the FIN
+	// behind the output could never go out); and once its FIN went out,
+	// the connection waits this long for the peer's FIN, then closes
+	// anyway. Zero means DefaultLingerTimeout.
 	LingerTimeout time.Duration
 
 	// AllowHalfOpen keeps this side writable after the peer's FIN, like
@@ -66,9 +70,9 @@ type ConnOptions struct {
 	// means none.
 	ReadTimeout time.Duration
 
-	// WriteTimeout closes the connection with ErrWriteTimeout when queued
-	// output makes no progress for this long: the guard against a peer
-	// that never reads. Zero means none.
+	// WriteTimeout cuts the connection (a reset) with ErrWriteTimeout when
+	// queued output makes no progress for this long: the guard against a
+	// peer that never reads. Zero means none.
 	WriteTimeout time.Duration
 
 	// ReadDuringBacklog keeps reading while queued output is over the

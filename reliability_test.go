@@ -250,6 +250,56 @@ func TestSlowReaderWriteTimeout(t *testing.T) {
 	})
 }
 
+// A connection that is ending cannot wait for ever behind output its peer
+// does not read: an echo server whose idle timeout ends a client that
+// sends but never reads cuts it LingerTimeout later, with ErrEndTimeout
+// and a reset, instead of leaving it open with the FIN queued behind the
+// echo.
+func TestEndWithStalledOutputIsCut(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const idle, linger = 200 * time.Millisecond, 300 * time.Millisecond
+		failed := make(chan error, 1)
+		timedOut := make(chan time.Time, 1)
+		srv := &Server{
+			Engine:      e,
+			ConnOptions: ConnOptions{IdleTimeout: idle, LingerTimeout: linger},
+			Events: Events{
+				OnData:    relEcho,
+				OnTimeout: func(c *Conn) { timedOut <- time.Now(); c.End() },
+				OnError:   func(c *Conn, err error) { failed <- err },
+			},
+		}
+		addr := startServer(t, srv)
+		slow := rawDial(t, addr)
+		if _, err := relSlowWriter(t, slow, idle/2, func() bool { return true }); err != nil {
+			t.Fatalf("slow client: %v", err)
+		}
+		var endAt time.Time
+		select {
+		case endAt = <-timedOut:
+		case <-time.After(waitTime):
+			t.Fatalf("no idle timeout within %v", waitTime)
+		}
+		var err error
+		select {
+		case err = <-failed:
+		case <-time.After(waitTime):
+			t.Fatalf("the ended connection was not cut within %v", waitTime)
+		}
+		if took := time.Since(endAt); took < linger {
+			t.Errorf("cut %v after End, before the linger timeout %v", took, linger)
+		}
+		if want := "tcpkit: end timeout: the peer took none of the remaining output for 300ms"; err == nil || err.Error() != want || !errors.Is(err, ErrEndTimeout) {
+			t.Errorf("OnError got %v, want %q", err, want)
+		}
+		slow.SetWriteDeadline(time.Now().Add(waitTime))
+		if _, err := slow.Write([]byte("x")); !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+			t.Errorf("client write after the cut: %v, want ECONNRESET or EPIPE", err)
+		}
+		waitUntil(t, "no connection left", func() bool { return srv.Conns() == 0 })
+	})
+}
+
 // Random bytes echo back identical, read concurrently with the writing.
 func TestGarbageEcho(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e Engine) {

@@ -55,6 +55,8 @@ func explainBroken(err error, peer string) string {
 		return strings.TrimPrefix(err.Error(), "tcpkit: ") + " (--read-timeout)"
 	case errors.Is(err, tcpkit.ErrWriteTimeout):
 		return strings.TrimPrefix(err.Error(), "tcpkit: ") + " (--write-timeout)"
+	case errors.Is(err, tcpkit.ErrEndTimeout):
+		return strings.TrimPrefix(err.Error(), "tcpkit: ") + " after the connection was ended, so it was cut"
 	case name != "":
 		return fmt.Sprintf("%v (%s)", errno, name)
 	}

@@ -108,6 +108,8 @@ func errorKind(err error) string {
 		return "read_timeout"
 	case errors.Is(err, tcpkit.ErrWriteTimeout):
 		return "write_timeout"
+	case errors.Is(err, tcpkit.ErrEndTimeout):
+		return "end_timeout"
 	case errors.Is(err, tcpkit.ErrMessageTooLarge):
 		return "message_too_large"
 	case errors.As(err, &pe):

@@ -72,7 +72,7 @@ func (o *serveOptions) define(fs *flagSet) {
 	fs.IntVar(&o.maxMessage, "max-message", tcpkit.DefaultMaxMessage, "largest message in `bytes` for line and len32 framing; a larger one closes the connection")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "most connections open at once; more are closed at once (0: no limit)")
 	fs.IntVar(&o.maxPerIP, "max-conns-per-ip", 0, "most connections open at once from one client address (0: no limit)")
-	fs.DurationVar(&o.idle, "idle-timeout", 0, "end a connection that sends and receives nothing for this `duration` (0: never)")
+	fs.DurationVar(&o.idle, "idle-timeout", 0, "end a connection that sends and receives nothing for this `duration`, and cut one that has not finished ending one more such period later (0: never)")
 	fs.DurationVar(&o.readTimeout, "read-timeout", 0, "close a connection that sends nothing for this `duration`, even while we write (0: never)")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", 0, "close a connection whose client takes none of our output for this `duration` (0: never)")
 	fs.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long open connections get to end cleanly before they are cut")
@@ -203,11 +203,14 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 	srv := &tcpkit.Server{
 		Engine: engine,
 		ConnOptions: tcpkit.ConnOptions{
-			IdleTimeout:  o.idle,
-			ReadTimeout:  o.readTimeout,
-			WriteTimeout: o.writeTimeout,
-			Framing:      framing,
-			MaxMessage:   o.maxMessage,
+			IdleTimeout: o.idle,
+			// An ended connection gets one more idle period to finish:
+			// to take the rest of our output and send its FIN.
+			LingerTimeout: o.idle,
+			ReadTimeout:   o.readTimeout,
+			WriteTimeout:  o.writeTimeout,
+			Framing:       framing,
+			MaxMessage:    o.maxMessage,
 		},
 		MaxConns:      o.maxConns,
 		MaxConnsPerIP: o.maxPerIP,

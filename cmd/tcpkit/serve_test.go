@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The server prints the client's real address (not its own, as the seed's
@@ -70,6 +72,28 @@ func TestServeIdleTimeout(t *testing.T) {
 	c.Close()
 	out := afterConnect(t, stop(t, srv), "127.0.0.1", port)
 	checkLines(t, "serve stdout after the connect address", out, []string{"idle timeout : " + c.LocalAddr().String()})
+}
+
+// --idle-timeout ends a connection whose client sends but never reads;
+// the FIN then waits behind the echo the client does not take, and one
+// more idle period later the connection is cut (a reset) and says why.
+// Before, it stayed open for ever.
+func TestServeIdleTimeoutCutsStalledEnd(t *testing.T) {
+	t.Parallel()
+	srv, port := serve(t, "--mode", "echo", "--idle-timeout", "500ms")
+	c := dial(t, port)
+	chunk := make([]byte, 1<<20)
+	var err error
+	for sent := 0; err == nil && sent < 1<<30; sent += len(chunk) {
+		c.SetWriteDeadline(time.Now().Add(waitFor))
+		_, err = c.Write(chunk) // until the server stops reading, then the cut
+	}
+	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		t.Errorf("client write: %v, want the reset of the cut", err)
+	}
+	srv.waitLine(t, "idle timeout : "+c.LocalAddr().String(), waitFor)
+	srv.waitLine(t, "error : "+c.LocalAddr().String()+" : end timeout: the peer took none of the remaining output for 500ms after the connection was ended, so it was cut", waitFor)
+	stop(t, srv)
 }
 
 // A client that resets the connection: the server prints the error and
