@@ -196,6 +196,51 @@ func TestHandshakeInterruptedByClose(t *testing.T) {
 	}
 }
 
+// Shutdown counts the connections in Handshake as open and gives each
+// FirstMessageGrace to finish it, as it gives a connection that has sent
+// nothing yet for its first message: one that finishes in time is served
+// and ended, one that stalls is closed after the grace, and Shutdown
+// returns then, not after the Handshake's own timeout.
+func TestShutdownGivesHandshakesAGrace(t *testing.T) {
+	entered := make(chan string, 2)
+	srv := &Server{
+		Engine:    EngineStd,
+		Events:    seedEvents(),
+		Handshake: oneByteHandshake(entered),
+		OnReject:  func(net.Addr, error) {},
+	}
+	addr := startServer(t, srv)
+	stalled, late := rawDial(t, addr), rawDial(t, addr)
+	waitEntered(t, entered, stalled.LocalAddr().String())
+	waitEntered(t, entered, late.LocalAddr().String())
+	if n := srv.Conns(); n != 2 {
+		t.Errorf("Conns() = %d in Handshake, want 2", n)
+	}
+	start := time.Now()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(context.Background()) }()
+	waitUntil(t, "the shutdown to start", func() bool { return srv.inShutdown.Load() })
+	if _, err := late.Write([]byte("xtesting~")); err != nil { // its handshake byte, then its message
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(late); string(got) != "test" || err != nil {
+		t.Errorf("the client whose handshake ended within the grace read %q, %v; want test", got, err)
+	}
+	late.Close()
+	readEOF(t, stalled)
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(waitTime):
+		t.Fatalf("Shutdown did not return within %v", waitTime)
+	}
+	if took := time.Since(start); took < FirstMessageGrace || took > FirstMessageGrace+time.Second {
+		t.Errorf("Shutdown took %v, want about FirstMessageGrace (%v)", took, FirstMessageGrace)
+	}
+}
+
 // A connection that Close cuts in the middle of its Handshake was not
 // rejected: the server closed it itself, as serveConn does not report
 // ErrServerClosed either. Reporting the Handshake's read error instead

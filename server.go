@@ -245,11 +245,12 @@ func retryAccept(err error) bool {
 	return false
 }
 
-// Conns returns the number of open connections.
+// Conns returns the number of open connections: served, or accepted and
+// still in Handshake.
 func (s *Server) Conns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return len(s.conns) + len(s.shaking)
 }
 
 // Close stops accepting and closes every connection at once, as
@@ -268,16 +269,24 @@ func (s *Server) Close() error {
 // callback running on it returns, its queued output is written, a FIN is
 // sent and the peer's FIN awaited (see Conn.End). Input that arrives after
 // that is read and dropped rather than delivered to OnData: every message
-// OnData received could be answered. It returns when all
-// connections have closed, or with ctx's error when ctx is done first;
-// call Close then to cut the rest. Do not call it from a callback: it
-// waits for callbacks to return.
+// OnData received could be answered. A connection still in Handshake (a
+// TLS handshake, a PROXY header) gets FirstMessageGrace to finish it, as
+// one that has sent nothing yet gets to send its first message, and is
+// closed after that. It returns when all connections have closed, or with
+// ctx's error when ctx is done first; call Close then to cut the rest. Do
+// not call it from a callback: it waits for callbacks to return.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
 	lnErr := s.closeListeners(false)
 	for _, c := range s.connList() {
 		go s.endGracefully(c)
 	}
+	cut := time.AfterFunc(FirstMessageGrace, func() {
+		s.mu.Lock()
+		s.closeHandshakesLocked()
+		s.mu.Unlock()
+	})
+	defer cut.Stop()
 	s.mu.Lock()
 	if len(s.conns) == 0 && len(s.shaking) == 0 {
 		s.mu.Unlock()
@@ -326,11 +335,8 @@ func (s *Server) untrackListener(ln net.Listener) {
 func (s *Server) closeListeners(shaking bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for nc := range s.shaking {
-		if shaking {
-			nc.Close()
-			delete(s.shaking, nc)
-		}
+	if shaking {
+		s.closeHandshakesLocked()
 	}
 	s.closeEpListenersLocked()
 	var errs []error
@@ -341,6 +347,16 @@ func (s *Server) closeListeners(shaking bool) error {
 		delete(s.listeners, ln)
 	}
 	return errors.Join(errs...)
+}
+
+// closeHandshakesLocked closes the connections still in Handshake: the
+// Handshake returns with an error, and they are not served.
+func (s *Server) closeHandshakesLocked() {
+	for nc := range s.shaking {
+		nc.Close()
+		delete(s.shaking, nc)
+	}
+	s.checkDrainedLocked()
 }
 
 // trackConn registers c, or says why it may not be served. During a

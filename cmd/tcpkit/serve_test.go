@@ -247,3 +247,24 @@ func first(lines []string) string {
 	}
 	return lines[0]
 }
+
+// SIGTERM while a TLS handshake is in flight (a client that connected and
+// sent nothing): the connection counts as open, gets the same second to
+// finish its handshake as any connection gets to send its first message,
+// and the server exits then, not after the 5 s handshake timeout.
+func TestServeShutdownWithTLSHandshakeInFlight(t *testing.T) {
+	t.Parallel()
+	cert, key := soCert(t)
+	srv, port := serve(t, "--tls-cert", cert, "--tls-key", key)
+	c := dial(t, port) // no ClientHello
+	relPollStatus(t, srv, "the connection in its handshake counted", waitFor, func(s relStatus) bool { return s.conns == 1 })
+	start := time.Now()
+	srv.signal(t, syscall.SIGTERM)
+	readAll(t, c)
+	checkExit(t, "serve", srv.wait(t, waitFor), exitOK)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("serve took %v to stop, want about a second", took)
+	}
+	errLines := srv.stderr.all()
+	checkLines(t, "serve's last line", errLines[len(errLines)-1:], []string{"tcpkit serve: stopped; 1 open connection ended cleanly"})
+}
