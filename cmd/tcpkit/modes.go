@@ -141,11 +141,17 @@ func replyEvents(p *printer, reply []byte, keepOpen bool) tcpkit.Events {
 	return ev
 }
 
-// echoEvents: send each message back as it came.
-func echoEvents(p *printer) tcpkit.Events {
+// echoEvents: send each message back as it came, byte for byte. A line
+// comes with its '\n', so it goes back as it is: WriteMessage would add
+// a '\n' to a last line that came without one.
+func echoEvents(p *printer, framing tcpkit.Framing) tcpkit.Events {
 	ev := p.baseEvents()
 	ev.OnData = func(c *tcpkit.Conn, msg []byte) {
 		p.message(c, msg)
+		if framing == tcpkit.Lines {
+			c.Write(msg)
+			return
+		}
 		c.WriteMessage(msg)
 	}
 	return ev

@@ -409,7 +409,9 @@ func TestNcatServer(t *testing.T) {
 	checkLines(t, "connect stderr", cl.stderr.all(), nil)
 }
 
-// --frame line: a message is a line, however the bytes arrive.
+// --frame line: a message is a line, however the bytes arrive, and the
+// echo is byte for byte: a last line without its newline comes back
+// without one.
 func TestFrameLine(t *testing.T) {
 	t.Parallel()
 	srv, port := serve(t, "--mode", "echo", "--frame", "line")
@@ -418,18 +420,18 @@ func TestFrameLine(t *testing.T) {
 	if got := readN(t, c, 2); got != "a\n" {
 		t.Errorf("echo of the first line: got %q, want %q", got, "a\n")
 	}
-	write(t, c, "c\n")
+	write(t, c, "c\nlast")
 	if got := readN(t, c, 3); got != "bc\n" {
 		t.Errorf("echo of the second line: got %q, want %q", got, "bc\n")
 	}
 	if err := c.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, c); got != "" {
-		t.Errorf("after the client's FIN: got %q, want EOF", got)
+	if got := readAll(t, c); got != "last" {
+		t.Errorf("after the client's FIN: got %q, want the last line as sent, then EOF", got)
 	}
 	out := afterConnect(t, stop(t, srv), "127.0.0.1", port)
-	checkLines(t, "serve stdout after the connect address", out, []string{"a", "bc"})
+	checkLines(t, "serve stdout after the connect address", out, []string{"a", "bc", "last"})
 }
 
 // ncLen32 frames s with its 4-byte big-endian length.

@@ -228,7 +228,7 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 	case "reply":
 		srv.Events = replyEvents(p, []byte(o.reply), o.keepOpen)
 	case "echo":
-		srv.Events = echoEvents(p)
+		srv.Events = echoEvents(p, framing)
 	case "discard":
 		srv.Events = discardEvents(p)
 	case "exec":
