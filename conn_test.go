@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -139,15 +140,16 @@ func TestIdleTimeoutFiresOncePerPeriod(t *testing.T) {
 		})
 		nc := rawDial(t, addr)
 		srvRec.wait(t, "timeout")
-		start := time.Now()
-		// Several idle periods pass with no more timeouts.
-		time.Sleep(6 * idle) // an assertion of absence needs time to pass
-		assertEvents(t, "server", srvRec.events(), []string{"connect", "timeout"})
+		// Several idle periods pass with no more timeouts: an absence,
+		// which only time passing can show. A timeout in them would come
+		// before "data again" below.
+		time.Sleep(6 * idle)
 
+		wrote := time.Now()
 		nc.Write([]byte("again")) // activity re-arms the timeout
 		srvRec.waitN(t, "timeout", 2)
-		if time.Since(start) < 6*idle {
-			t.Errorf("second timeout came too soon")
+		if took := time.Since(wrote); took < idle {
+			t.Errorf("the second timeout came %v after the activity, before a whole idle period (%v)", took, idle)
 		}
 		assertEvents(t, "server", srvRec.events(), []string{"connect", "timeout", "data again", "timeout"})
 	})
@@ -322,16 +324,25 @@ func TestPauseResume(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e Engine) {
 		srvRec := newRecorder()
 		conns := make(chan *Conn, 1)
+		var read atomic.Int64
 		addr := startServer(t, &Server{Engine: e, Events: srvRec.record(Events{
 			OnConnect: func(c *Conn) { c.Pause(); conns <- c },
+			OnData:    func(c *Conn, p []byte) { read.Add(int64(len(p))) },
 		})})
 		nc := rawDial(t, addr)
 		sc := <-conns
-		nc.Write([]byte("held"))
-		time.Sleep(50 * time.Millisecond) // an assertion of absence needs time to pass
+		// Paused, the server reads nothing, which the client sees: the
+		// kernel's buffers fill and TCP flow control stops its writes.
+		sent, err := relSlowWriter(t, nc, 100*time.Millisecond, func() bool { return true })
+		if err != nil {
+			t.Fatalf("client: %v after %d bytes", err, sent)
+		}
+		if n := sc.BytesRead(); n != 0 || read.Load() != 0 {
+			t.Errorf("paused, the server read %d bytes (OnData got %d); want none", n, read.Load())
+		}
 		assertEvents(t, "server while paused", srvRec.events(), []string{"connect"})
 		sc.Resume()
-		srvRec.wait(t, "data held")
+		waitUntil(t, "all the client sent to be read", func() bool { return read.Load() == sent })
 	})
 }
 
