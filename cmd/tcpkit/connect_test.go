@@ -161,8 +161,8 @@ func TestConnectErrors(t *testing.T) {
 		{"port zero", []string{"127.0.0.1:0"}, exitUsage, "port 0 is out of range"},
 		{"not a port", []string{"localhost:http"}, exitUsage, "is not a PORT or HOST:PORT"},
 		{"two targets", []string{"5000", "5001"}, exitUsage, `unexpected argument "5001"`},
-		{"unknown flag", []string{"--bogus", "5000"}, exitUsage, "flag provided but not defined: -bogus"},
-		{"bad duration", []string{"--interval", "fast", "5000"}, exitUsage, "invalid value"},
+		{"unknown flag", []string{"--bogus", "5000"}, exitUsage, "unknown flag --bogus"},
+		{"bad duration", []string{"--interval", "fast", "5000"}, exitUsage, `--interval "fast" is not a duration: use, say, 1s, 500ms or 2m`},
 		{"zero interval", []string{"--interval", "0", "5000"}, exitUsage, "must be positive"},
 		{"negative count", []string{"--count", "-1", "5000"}, exitUsage, "--count and --timeout not negative"},
 	}

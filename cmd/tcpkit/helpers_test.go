@@ -44,7 +44,9 @@ func testMain(m *testing.M) int {
 	if runtime.GOOS == "windows" {
 		tcpkitBin += ".exe"
 	}
-	args := []string{"build", "-o", tcpkitBin}
+	// -buildvcs=auto: the commit goes into the binary for "tcpkit version"
+	// wherever git can tell it, whatever GOFLAGS says.
+	args := []string{"build", "-buildvcs=auto", "-o", tcpkitBin}
 	if raceEnabled { // the binary under test gets the race detector too
 		args = append(args, "-race")
 	}

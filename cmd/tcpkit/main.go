@@ -27,12 +27,18 @@ type command struct {
 	summary string
 }
 
-var commands = map[string]command{
-	"serve":   {serveCmd, "listen for connections, print what arrives, reply (the seed's server)"},
-	"cert":    {certCmd, "write a self-signed certificate and key for testing TLS locally"},
-	"connect": {connectCmd, "connect and send a message every second (the seed's client)"},
-	"bench":   {benchCmd, "load a server and measure it: rate, latency percentiles, errors (tcpkali, hey)"},
-	"ports":   {portsCmd, "list TCP listeners and connections with their processes (lsof -i)"},
+var commands map[string]command
+
+func init() { // in init: completion reads the table it is in
+	commands = map[string]command{
+		"serve":      {serveCmd, "listen for connections, print what arrives, reply (the seed's server)"},
+		"cert":       {certCmd, "write a self-signed certificate and key for testing TLS locally"},
+		"connect":    {connectCmd, "connect and send a message every second (the seed's client)"},
+		"bench":      {benchCmd, "load a server and measure it: rate, latency percentiles, errors (tcpkali, hey)"},
+		"ports":      {portsCmd, "list TCP listeners and connections with their processes (lsof -i)"},
+		"version":    {versionCmd, "print tcpkit's version, the commit it was built from, and the Go version"},
+		"completion": {completionCmd, "print a shell completion script: bash, zsh or fish"},
+	}
 }
 
 func main() {
@@ -76,10 +82,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return exitOK
+	case "-version", "--version":
+		return versionCmd(ctx, args[1:], stdout, stderr)
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "tcpkit: unknown command %q (run 'tcpkit help' for the list)\n", args[0])
+		names := make([]string, 0, len(commands))
+		for name := range commands {
+			names = append(names, name)
+		}
+		guess := ""
+		if g := closest(args[0], names); g != "" {
+			guess = "did you mean '" + g + "'? "
+		}
+		fmt.Fprintf(stderr, "tcpkit: unknown command %q (%srun 'tcpkit help' for the list)\n", args[0], guess)
 		return exitUsage
 	}
 	return cmd.run(ctx, args[1:], stdout, stderr)
@@ -93,7 +109,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", name, commands[name].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", name, commands[name].summary)
 	}
 	fmt.Fprint(w, "\nRun 'tcpkit <command> -h' for a command's flags.\n")
 }

@@ -238,7 +238,7 @@ func TestPortsBadArgs(t *testing.T) {
 		{[]string{"0"}, `tcpkit ports: port 0 is out of range: use 1 to 65535 (run 'tcpkit ports -h' for help)`},
 		{[]string{"--", "-1"}, `tcpkit ports: port -1 is out of range: use 1 to 65535 (run 'tcpkit ports -h' for help)`},
 		{[]string{"5000", "5001"}, `tcpkit ports: unexpected argument "5001": give at most one PORT (run 'tcpkit ports -h' for help)`},
-		{[]string{"--udp"}, `tcpkit ports: flag provided but not defined: -udp (run 'tcpkit ports -h' for help)`},
+		{[]string{"--udp"}, `tcpkit ports: unknown flag --udp (run 'tcpkit ports -h' for help)`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -166,8 +166,8 @@ func TestServeErrors(t *testing.T) {
 		{"unknown host", []string{"--port", "0", "--host", "bad..host"}, exitFail, `unknown host "bad..host"`},
 		{"port out of range", []string{"--port", "70000"}, exitUsage, "--port 70000 is out of range"},
 		{"negative port", []string{"--port", "-1"}, exitUsage, "--port -1 is out of range"},
-		{"port not a number", []string{"--port", "http"}, exitUsage, "invalid value"},
-		{"unknown flag", []string{"--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
+		{"port not a number", []string{"--port", "http"}, exitUsage, `--port "http" is not a whole number`},
+		{"unknown flag", []string{"--bogus"}, exitUsage, "unknown flag --bogus"},
 		{"positional argument", []string{"5000"}, exitUsage, `unexpected argument "5000"`},
 	}
 	for _, tt := range tests {

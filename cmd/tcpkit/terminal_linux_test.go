@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -73,9 +74,11 @@ func TestServeEscapesOnTerminal(t *testing.T) {
 // connect on a terminal escapes what the server sends after "receive: ".
 func TestConnectEscapesOnTerminal(t *testing.T) {
 	t.Parallel()
-	port := listener(t, func(c net.Conn) {
+	port := listener(t, func(c net.Conn) { // the seed's server, with a hostile reply
+		c.Read(make([]byte, 8))
 		c.Write([]byte(hostile))
-		c.Close()
+		c.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, c)
 	})
 	ptm, tty := openPTY(t)
 	cmd, label := testCommand(tcpkitBin, []string{"connect", "--count", "1", addr(port)})

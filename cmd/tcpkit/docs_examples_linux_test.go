@@ -1,0 +1,49 @@
+package main
+
+// docRunners run the examples of the docs, each by its id: what the
+// example needs around it (a server, a client in another terminal), then
+// its transcript. See docs_linux_test.go.
+var docRunners = map[string]func(r *docRun){
+	"serve-seed": func(r *docRun) {
+		srv := r.server("serve-seed", 2)
+		r.run("tcpkit connect --count 1")
+		srv.interrupt(r.t)
+	},
+	"serve-errors": func(r *docRun) {
+		r.background("tcpkit serve --port 5000 --quiet", "listen on port 5000")
+		r.session("serve-errors")
+	},
+	"ports-established": func(r *docRun) {
+		r.background("tcpkit serve --keep-open", "listen on port 5000")
+		r.background("tcpkit connect --interval 1h", "receive: test")
+		r.session("ports-established")
+	},
+	"ports-time-wait": func(r *docRun) {
+		r.background("tcpkit serve", "listen on port 5000")
+		r.run("tcpkit connect --count 1")
+		r.session("ports-time-wait")
+	},
+	"trace-server": func(r *docRun) {
+		srv := r.server("trace-server", 2)
+		r.session("trace-client")
+		srv.interrupt(r.t)
+	},
+	"trace-client": func(r *docRun) {}, // with trace-server
+	"deploy-log-json": func(r *docRun) {
+		srv := r.server("deploy-log-json", 1)
+		r.run("tcpkit connect --count 1")
+		srv.interrupt(r.t)
+	},
+	"deploy-proxy-server": func(r *docRun) {
+		srv := r.server("deploy-proxy-server", 2)
+		r.session("deploy-proxy-client")
+		srv.interrupt(r.t)
+	},
+	"deploy-proxy-client": func(r *docRun) {}, // with deploy-proxy-server
+	"deploy-reuseport": func(r *docRun) {
+		r.session("deploy-reuseport")
+		for _, dp := range r.bg {
+			dp.p.stdout.waitLine(r.t, "listen on port 5000", waitFor)
+		}
+	},
+}
