@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,7 +54,7 @@ func (n *docNet) command(line string) *exec.Cmd {
 	line = strings.ReplaceAll(line, "/tmp/", n.dir+"/")
 	cmd := exec.Command("nsenter", "--net="+n.ns, "--", "bash", "-c", line)
 	cmd.Dir = n.dir
-	cmd.Env = append(tcpkitEnv(), "PATH="+filepath.Dir(tcpkitBin)+":"+os.Getenv("PATH"))
+	cmd.Env = append(slices.Clone(tcpkitEnv()), "PATH="+filepath.Dir(tcpkitBin)+":"+os.Getenv("PATH"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // ^C goes to the whole pipeline
 	cmd.WaitDelay = waitFor
 	return cmd
