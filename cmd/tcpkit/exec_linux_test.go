@@ -182,6 +182,18 @@ func execBackToIdle(t testing.TB, srv *proc, idle relStatus) {
 	})
 }
 
+// execWaitCloseWait waits until n sockets of port are in CLOSE-WAIT.
+func execWaitCloseWait(t testing.TB, port, n int) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for execCloseWaits(t, port) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("port %d: %d sockets in CLOSE-WAIT after %v, want %d", port, execCloseWaits(t, port), waitFor, n)
+		}
+		time.Sleep(10 * time.Millisecond) // polling pace, not synchronisation
+	}
+}
+
 // execWaitEOF reads from c until the server's FIN, dropping what comes.
 func execWaitEOF(t testing.TB, c net.Conn) {
 	t.Helper()
@@ -398,4 +410,53 @@ func TestExecNoLeaks(t *testing.T) {
 	if err := syscall.Kill(srv.cmd.Process.Pid, 0); errors.Is(err, syscall.ESRCH) {
 		t.Fatal("serve died")
 	}
+}
+
+// What docs/exec.md says ncat 7.93 does in the same situations, checked:
+// an answer after the client's FIN is lost; a command whose client left
+// runs on, its socket in CLOSE-WAIT, and outlives ncat's SIGTERM; a
+// missing command is found out per connection.
+func TestExecComparedWithNcat(t *testing.T) {
+	t.Parallel()
+	ncat := needPeer(t, "ncat")
+
+	t.Run("answer after the FIN", func(t *testing.T) {
+		t.Parallel()
+		_, port := execNcatListen(t, ncat, "--sh-exec", "tr a-z A-Z")
+		c := dial(t, port)
+		write(t, c, "hello")
+		if err := c.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, c); got != "" {
+			t.Errorf("ncat: got %q, want nothing (docs/exec.md says the answer is lost)", got)
+		}
+	})
+
+	t.Run("client leaves", func(t *testing.T) {
+		t.Parallel()
+		srv, port := execNcatListen(t, ncat, "-k", "--sh-exec", "echo $$; exec sleep 1000 2>/dev/null")
+		c := dial(t, port)
+		pid := ncReadPID(t, bufio.NewReader(c))
+		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+		write(t, c, "x")
+		c.Close()
+		// The command holds a copy of the socket: the client's FIN is in,
+		// and the socket stays in CLOSE-WAIT. Nothing else happens.
+		execWaitCloseWait(t, port, 1)
+		srv.signal(t, syscall.SIGTERM)
+		srv.wait(t, waitFor)
+		if err := syscall.Kill(pid, 0); err != nil {
+			t.Errorf("the command %d is gone (%v); docs/exec.md says it outlives ncat", pid, err)
+		}
+	})
+
+	t.Run("missing command", func(t *testing.T) {
+		t.Parallel()
+		srv, port := execNcatListen(t, ncat, "--exec", "/nonexistent/cmd")
+		if got := readAll(t, dial(t, port)); got != "" {
+			t.Errorf("got %q, want nothing, then EOF", got)
+		}
+		srv.stderr.waitLine(t, "exec: No such file or directory", waitFor)
+	})
 }
