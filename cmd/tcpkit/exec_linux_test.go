@@ -414,8 +414,9 @@ func TestExecNoLeaks(t *testing.T) {
 
 // What docs/exec.md says ncat 7.93 does in the same situations, checked:
 // an answer after the client's FIN is lost; a command whose client left
-// runs on, its socket in CLOSE-WAIT, and outlives ncat's SIGTERM; a
-// missing command is found out per connection.
+// runs on, its socket in CLOSE-WAIT, and outlives ncat's SIGTERM; one
+// whose client reset outlives ncat's SIGKILL; a missing command is found
+// out per connection.
 func TestExecComparedWithNcat(t *testing.T) {
 	t.Parallel()
 	ncat := needPeer(t, "ncat")
@@ -451,6 +452,21 @@ func TestExecComparedWithNcat(t *testing.T) {
 		}
 	})
 
+	t.Run("client resets, ncat killed", func(t *testing.T) {
+		t.Parallel()
+		srv, port := execNcatListen(t, ncat, "-k", "--sh-exec", "echo $$; exec sleep 1000 2>/dev/null")
+		c := dial(t, port)
+		pid := ncReadPID(t, bufio.NewReader(c))
+		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+		c.SetLinger(0)
+		c.Close()
+		srv.cmd.Process.Kill()
+		srv.wait(t, waitFor)
+		if err := syscall.Kill(pid, 0); err != nil {
+			t.Errorf("the command %d is gone (%v); docs/exec.md says it outlives the reset and ncat's SIGKILL", pid, err)
+		}
+	})
+
 	t.Run("missing command", func(t *testing.T) {
 		t.Parallel()
 		srv, port := execNcatListen(t, ncat, "--exec", "/nonexistent/cmd")
@@ -458,5 +474,53 @@ func TestExecComparedWithNcat(t *testing.T) {
 			t.Errorf("got %q, want nothing, then EOF", got)
 		}
 		srv.stderr.waitLine(t, "exec: No such file or directory", waitFor)
+	})
+}
+
+// The command's exit ends the connection, whatever it started.
+func TestExecCommandExit(t *testing.T) {
+	t.Parallel()
+
+	// What it left in its process group is killed at its exit: a
+	// background process holding its output does not hold the connection.
+	t.Run("its group killed", func(t *testing.T) {
+		t.Parallel()
+		_, port := serve(t, execArgs(nil, "sh", "-c", "sleep 1000 2>/dev/null & echo $!")...)
+		c := dial(t, port)
+		r := bufio.NewReader(c)
+		bg := execFind(t, ncReadPID(t, r))
+		if rest, err := io.ReadAll(r); err != nil || len(rest) > 0 {
+			t.Errorf("after the PID: got %q (%v), want EOF", rest, err)
+		}
+		ncWaitGone(t, bg.pid, true) // reparented to init at the command's exit, which reaps it
+	})
+
+	// A process that left the group (setsid) and holds the output gets 2
+	// seconds of silence; then the connection ends all the same. It sends
+	// its PID once out of the group; the command exits at the client's
+	// word.
+	t.Run("escaped process", func(t *testing.T) {
+		t.Parallel()
+		needPeer(t, "setsid")
+		_, port := serve(t, execArgs(nil, "sh", "-c", "setsid sh -c 'echo $$; exec sleep 1000 2>/dev/null' </dev/null & read go")...)
+		c := dial(t, port)
+		r := bufio.NewReader(c)
+		escaped := execFind(t, ncReadPID(t, r))
+		t.Cleanup(func() {
+			if escaped.running() {
+				syscall.Kill(escaped.pid, syscall.SIGKILL)
+			}
+		})
+		write(t, c, "go\n")
+		began := time.Now()
+		if rest, err := io.ReadAll(r); err != nil || len(rest) > 0 {
+			t.Errorf("after the PID: got %q (%v), want EOF", rest, err)
+		}
+		if took := time.Since(began); took < killDelay {
+			t.Errorf("the connection ended %v after the command's exit, want %v", took, killDelay)
+		}
+		if !escaped.running() || ncZombie(escaped.pid) {
+			t.Errorf("the escaped process %d is gone; docs/exec.md says it escapes", escaped.pid)
+		}
 	})
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -168,6 +171,99 @@ func execNcatListen(t testing.TB, ncat string, args ...string) (*proc, int) {
 			t.Fatalf("ncat -l did not start listening: %q", srv.stderr.all())
 		}
 	}
+}
+
+// The examples of docs/exec.md, as they stand there, and run: a serve
+// command line, a client's (through sh), the client's output, and lines
+// serve prints (ADDR is the client's address; the page shows
+// 127.0.0.1:40112). The port in the page is replaced by the one serve
+// picks.
+var execDocExamples = []struct {
+	name   string
+	port   string   // in the page
+	serve  string   // after "tcpkit serve --port PORT "
+	client string   // a shell command line
+	out    string   // the client's output
+	lines  []string // serve's lines after the listen line
+}{
+	{"tcpserver-style", "5202", "--mode exec -- tr a-z A-Z", "printf 'hello' | ncat 127.0.0.1 5202", "HELLO", nil},
+	{"answer after the FIN", "5203", "--mode exec -- sh -c 'sleep 1; cat'", "printf 'hello' | tcpkit connect 5203 -", "hello", nil},
+	{"grace over", "5204", "--mode exec --exec-grace 1s -- sh -c 'sleep 3; echo late'", "printf 'x' | tcpkit connect 5204 -", "", []string{
+		"connect address : ADDR",
+		"killed : ADDR : sh was silent for 1s after the client's FIN (--exec-grace)",
+	}},
+}
+
+func TestExecDocExamples(t *testing.T) {
+	t.Parallel()
+	page, err := os.ReadFile("../../docs/exec.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const docAddr = "127.0.0.1:40112"
+	for _, ex := range execDocExamples {
+		t.Run(ex.name, func(t *testing.T) {
+			t.Parallel()
+			block := "```\n$ tcpkit serve --port " + ex.port + " " + ex.serve + "\n$ " + ex.client + "\n" + ex.out
+			if ex.out != "" && !strings.HasSuffix(ex.out, "\n") {
+				block += "\n"
+			}
+			block += "```\n"
+			if !strings.Contains(string(page), block) {
+				t.Errorf("docs/exec.md lacks the example:\n%s", block)
+			}
+			if len(ex.lines) > 0 {
+				lines := "```\n" + strings.ReplaceAll(strings.Join(ex.lines, "\n"), "ADDR", docAddr) + "\n```\n"
+				if !strings.Contains(string(page), lines) {
+					t.Errorf("docs/exec.md lacks serve's lines:\n%s", lines)
+				}
+			}
+			if strings.Contains(ex.client, "ncat ") {
+				needPeer(t, "ncat")
+			}
+			srv, port := serve(t, execShellWords(ex.serve)...)
+			cl := exec.Command("sh", "-c", strings.ReplaceAll(ex.client, ex.port, itoa(port)))
+			cl.Env = append(slices.Clone(tcpkitEnv()), "PATH="+filepath.Dir(tcpkitBin)+string(filepath.ListSeparator)+os.Getenv("PATH"))
+			cl.WaitDelay = waitFor
+			var out, errs bytes.Buffer
+			cl.Stdout, cl.Stderr = &out, &errs
+			done := make(chan error, 1)
+			if err := cl.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- cl.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("%s: %v; stderr %q", ex.client, err, errs.String())
+				}
+			case <-time.After(2 * waitFor):
+				cl.Process.Kill()
+				t.Fatalf("%s did not end within %v", ex.client, 2*waitFor)
+			}
+			if out.String() != ex.out {
+				t.Errorf("%s: got %q, want %q", ex.client, out.String(), ex.out)
+			}
+			if len(ex.lines) > 0 {
+				addr := strings.TrimPrefix(srv.stdout.waitPrefix(t, "connect address : ", waitFor), "connect address : ")
+				for _, l := range ex.lines[1:] {
+					srv.stdout.waitLine(t, strings.ReplaceAll(l, "ADDR", addr), waitFor)
+				}
+			}
+		})
+	}
+
+	// The up-front check's example.
+	const refused = "```\n  $ tcpkit serve --mode exec -- /nonexistent/cmd\n  "
+	i := strings.Index(string(page), refused)
+	if i < 0 {
+		t.Fatalf("docs/exec.md lacks the example %q", refused)
+	}
+	want, _, _ := strings.Cut(string(page)[i+len(refused):], "\n")
+	code, out, errs := runTcpkit(t, "serve", "--mode", "exec", "--", "/nonexistent/cmd")
+	checkExit(t, "serve", code, exitUsage)
+	checkLines(t, "serve stdout", out, nil)
+	checkLines(t, "serve stderr", errs, []string{want})
 }
 
 // execShellWords splits a command line of docs/exec.md into words: runs
