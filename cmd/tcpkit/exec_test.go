@@ -155,6 +155,29 @@ func TestExecHalfCloseNcat(t *testing.T) {
 	}
 }
 
+// Input sent at once, before the command can have started, and the FIN
+// right after it, reach the command whole and in order, on both engines:
+// the connection waits, paused, while the command starts off the loop.
+// 200 KiB is more than the input queue holds, so reading pauses too.
+func TestExecEarlyInput(t *testing.T) {
+	t.Parallel()
+	in := strings.Repeat("0123456789abcdef", 200<<10/16)
+	for _, engine := range []string{"auto", "std"} {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			_, port := serve(t, "--mode", "exec", "--engine", engine, "--", "cat")
+			c := dial(t, port)
+			go func() { // the client's writes and its reads overlap
+				c.Write([]byte(in))
+				c.CloseWrite()
+			}()
+			if got := readAll(t, c); got != in {
+				t.Errorf("got %s back, want the %d bytes sent", quoteHead([]byte(got), 40), len(in))
+			}
+		})
+	}
+}
+
 // execNcatListen starts "ncat -v -l 127.0.0.1 PORT args..." on a free
 // port and returns it once it listens.
 func execNcatListen(t testing.TB, ncat string, args ...string) (*proc, int) {

@@ -136,7 +136,11 @@ func (ch *child) spawn() error {
 // taken it), it kills what the command left running in its process group.
 func (ch *child) wait() {
 	unreaped := awaitExit(ch.cmd.Process.Pid)
-	if !unreaped { // this system cannot wait without reaping
+	if !unreaped {
+		// This system cannot wait without reaping: the group is left to
+		// the kills at the connection's close, which race with the reaping
+		// here (a kill then finds no group, or, rarely, a new one that
+		// took the ID).
 		ch.cmd.Wait()
 	}
 	ch.mu.Lock()
