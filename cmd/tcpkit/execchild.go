@@ -137,10 +137,11 @@ func (ch *child) spawn() error {
 func (ch *child) wait() {
 	unreaped := awaitExit(ch.cmd.Process.Pid)
 	if !unreaped {
-		// This system cannot wait without reaping: the group is left to
-		// the kills at the connection's close, which race with the reaping
-		// here (a kill then finds no group, or, rarely, a new one that
-		// took the ID).
+		// This system cannot wait without reaping: what the command left
+		// in its group is not killed at its exit, since the group's ID may
+		// be reused once it is reaped. (A kill from connClosed or stop
+		// that comes between the reaping and childExited below has the
+		// same small risk.)
 		ch.cmd.Wait()
 	}
 	ch.mu.Lock()
