@@ -142,8 +142,9 @@ func (dp *docProc) interrupt(t testing.TB) int {
 
 // session runs the transcript of block id as a terminal would, one
 // command after the other: a command with a ^C runs until it printed
-// what comes before it, then gets the ^C; one with & runs on until the
-// run ends; the others run to their end. "echo $?" is the last exit code.
+// what comes before it, then gets the ^C; one with & runs on, once it
+// printed its first line, until the run ends; the others run to their
+// end. "echo $?" is the last exit code.
 func (r *docRun) session(id string) {
 	r.t.Helper()
 	b := r.block(id)
@@ -154,7 +155,11 @@ func (r *docRun) session(id string) {
 		case c.line == "echo $?":
 			checkTranscript(r.t, b.where(), norm, c, []string{strconv.Itoa(r.code)}, nil)
 		case c.background:
-			r.bg = append(r.bg, r.start(c, b, norm))
+			// As a person would, wait for it to say it is up (a server's
+			// listen line) before typing the next command.
+			dp := r.start(c, b, norm)
+			dp.waitLines(r.t, 1)
+			r.bg = append(r.bg, dp)
 		case c.interrupted:
 			r.code = r.start(c, b, norm).interrupt(r.t)
 		default:
@@ -229,9 +234,15 @@ func TestDocExamples(t *testing.T) {
 // output the example shows). It fails the test unless line exits 0.
 func (r *docRun) run(line string) (stdout, stderr []string) {
 	r.t.Helper()
+	return r.runCode(line, exitOK)
+}
+
+// runCode is run for a command that exits with code.
+func (r *docRun) runCode(line string, code int) (stdout, stderr []string) {
+	r.t.Helper()
 	dp := r.start(&docCmd{line: line}, docBlock{file: "(setup)"}, docNormalizer{})
-	if code := dp.p.wait(r.t, waitFor); code != exitOK {
-		r.t.Fatalf("setup: $ %s exited %d: %s", line, code, dp.p.describe())
+	if got := dp.p.wait(r.t, waitFor); got != code {
+		r.t.Fatalf("setup: $ %s exited %d, want %d: %s", line, got, code, dp.p.describe())
 	}
 	return dp.p.stdout.all(), dp.p.stderr.all()
 }

@@ -20,7 +20,9 @@ var docRunners = map[string]func(r *docRun){
 	},
 	"ports-time-wait": func(r *docRun) {
 		r.background("tcpkit serve", "listen on port 5000")
-		r.run("tcpkit connect --count 1")
+		// The seed's client ends only after the server's FIN, so only the
+		// server's side waits in TIME_WAIT; then its next send fails.
+		r.runCode("tcpkit connect", exitBroken)
 		r.session("ports-time-wait")
 	},
 	"trace-server": func(r *docRun) {
@@ -40,6 +42,15 @@ var docRunners = map[string]func(r *docRun){
 		srv.interrupt(r.t)
 	},
 	"deploy-proxy-client": func(r *docRun) {}, // with deploy-proxy-server
+	"exec-tcpserver":      func(r *docRun) { needPeer(r.t, "ncat"); r.session("exec-tcpserver") },
+	"exec-missing":        func(r *docRun) { r.session("exec-missing") },
+	"exec-after-fin":      func(r *docRun) { r.session("exec-after-fin") },
+	"exec-grace-client":   func(r *docRun) {}, // with exec-grace-server
+	"exec-grace-server": func(r *docRun) {
+		srv := r.server("exec-grace-server", 2)
+		r.session("exec-grace-client")
+		srv.interrupt(r.t)
+	},
 	"deploy-reuseport": func(r *docRun) {
 		r.session("deploy-reuseport")
 		for _, dp := range r.bg {

@@ -56,21 +56,24 @@ func readDocBlocks(t testing.TB) []docBlock {
 		}
 		sc := bufio.NewScanner(f)
 		var cur *docBlock
+		indent := "" // of the open block's fence: a block in a list item is indented
 		prev, n := "", 0
 		for sc.Scan() {
 			n++
 			l := sc.Text()
+			trimmed := strings.TrimLeft(l, " ")
 			switch {
-			case cur == nil && strings.HasPrefix(l, "```"):
-				cur = &docBlock{file: name, line: n, info: strings.TrimSpace(strings.TrimPrefix(l, "```"))}
-				if m := exampleMarkRe.FindStringSubmatch(prev); m != nil {
+			case cur == nil && strings.HasPrefix(trimmed, "```"):
+				cur = &docBlock{file: name, line: n, info: strings.TrimSpace(strings.TrimPrefix(trimmed, "```"))}
+				indent = l[:len(l)-len(trimmed)]
+				if m := exampleMarkRe.FindStringSubmatch(strings.TrimSpace(prev)); m != nil {
 					cur.id = m[1]
 				}
-			case cur != nil && strings.HasPrefix(l, "```"):
+			case cur != nil && strings.HasPrefix(trimmed, "```"):
 				blocks = append(blocks, *cur)
 				cur = nil
 			case cur != nil:
-				cur.text = append(cur.text, l)
+				cur.text = append(cur.text, strings.TrimPrefix(l, indent))
 			}
 			prev = l
 		}

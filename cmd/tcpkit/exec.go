@@ -1,180 +1,151 @@
 package main
 
 import (
-	"bytes"
-	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"tcpkit"
 )
 
-// killDelay is how long a command gets after its connection died before
-// it is killed outright, and how long Wait waits for its output after.
+// defaultExecGrace is --exec-grace's default: how long a command may stay
+// silent after the client's FIN before it is killed.
+const defaultExecGrace = 5 * time.Second
+
+// killDelay bounds the waits after a kill: for a killed command's exit to
+// be reaped when the server stops, and for output from a process that
+// escaped the command's process group after the command exited.
 const killDelay = 2 * time.Second
 
-// stdinMark is how much input may wait for a command to read it before
-// the connection stops reading from the client.
-const stdinMark = 64 << 10
+// An execMode runs a command per connection (serve --mode exec), as
+// ucspi-tcp's tcpserver does, and keeps track of every command it
+// started until it has reaped it, so that none outlives the server.
+// docs/exec.md states its rules.
+type execMode struct {
+	p      *printer
+	argv   []string      // the command as given; argv[0] is what the child sees as its name
+	path   string        // argv[0] as exec.LookPath found it at start-up
+	grace  time.Duration // --exec-grace
+	stderr io.Writer     // the commands' standard error: the server's
 
-// A child is the command serving one connection in exec mode.
-type child struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	cancel context.CancelFunc // kills the command
-
-	mu      sync.Mutex
-	wake    *sync.Cond // on mu: input queued, or closing
-	queue   [][]byte   // input for the command's stdin, in order
-	queued  int        // bytes in queue
-	closing bool       // the peer's FIN: close stdin once queue is written
+	mu       sync.Mutex
+	children map[*child]struct{} // being started, or running, or not yet reaped
+	stopping bool                // stop was called: start no more
+	reaped   sync.WaitGroup      // one count per entry of children
 }
 
-// feed queues a message for the command's stdin. Reading from the client
-// pauses while too much waits, so a command that reads slowly, or not at
-// all, slows the client down instead of growing memory or blocking
-// the connection's events.
-func (ch *child) feed(c *tcpkit.Conn, msg []byte) {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	ch.queue = append(ch.queue, bytes.Clone(msg))
-	ch.queued += len(msg)
-	if ch.queued > stdinMark {
-		c.Pause()
+// newExecMode checks argv's command up front: a server that could only
+// fail every connection must not start.
+func newExecMode(p *printer, argv []string, grace time.Duration, stderr io.Writer) (*execMode, error) {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return nil, errors.New(explainLookPath(argv[0], err))
 	}
-	ch.wake.Signal()
+	return &execMode{p: p, argv: argv, path: path, grace: grace, stderr: stderr, children: make(map[*child]struct{})}, nil
 }
 
-// closeStdin closes the command's stdin once the queued input is written.
-func (ch *child) closeStdin() {
-	ch.mu.Lock()
-	ch.closing = true
-	ch.wake.Signal()
-	ch.mu.Unlock()
-}
-
-// writeStdin is the goroutine that writes queued input to the command.
-func (ch *child) writeStdin(c *tcpkit.Conn) {
-	defer ch.stdin.Close()
-	ch.mu.Lock()
-	for {
-		for len(ch.queue) == 0 && !ch.closing {
-			ch.wake.Wait()
-		}
-		if len(ch.queue) == 0 {
-			ch.mu.Unlock()
-			return
-		}
-		msg := ch.queue[0]
-		ch.queue = ch.queue[1:]
-		ch.mu.Unlock()
-		_, err := ch.stdin.Write(msg)
-		ch.mu.Lock()
-		ch.queued -= len(msg)
-		if ch.queued <= stdinMark {
-			c.Resume()
-		}
-		if err != nil { // the command stopped reading; drop its input
-			ch.queue, ch.queued = nil, 0
-			c.Resume()
-		}
+// explainLookPath says why name cannot be run, and what to do.
+func explainLookPath(name string, err error) string {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, exec.ErrDot):
+		return fmt.Sprintf("--mode exec: %q is found only in the current directory through $PATH: write ./%s to run it", name, name)
+	case errors.Is(err, exec.ErrNotFound):
+		return fmt.Sprintf("--mode exec: command %q not found in $PATH: check the name, or give the program's path", name)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("--mode exec: command %q does not exist: give the path of a program", name)
+	case errors.Is(err, syscall.EISDIR):
+		return fmt.Sprintf("--mode exec: %q is a directory: give the path of a program", name)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf("--mode exec: %q is not an executable file: give a program, or make it executable (chmod +x)", name)
+	case errors.As(err, &errno):
+		return fmt.Sprintf("--mode exec: cannot run %q: %s", name, explainSyscall(errno))
 	}
+	return fmt.Sprintf("--mode exec: cannot run %q: %v", name, err)
 }
 
-// execEvents runs argv for each connection, as ucspi-tcp's tcpserver
-// does: the socket's bytes go to its stdin and its stdout goes to the
-// socket; the peer's FIN closes its stdin; its stdout's end ends the
-// connection; and the connection's close kills it. The peer's address is
-// in its environment: TCPREMOTEIP, TCPREMOTEPORT, TCPLOCALIP,
-// TCPLOCALPORT, and PROTO=TCP.
-func execEvents(p *printer, argv []string, stderr io.Writer) tcpkit.Events {
-	ev := p.baseEvents()
+// events are the connection callbacks of exec mode. Each connection gets
+// a child at once; its command is started off the event loop (Offload),
+// with the connection paused meanwhile, so input and the client's FIN
+// reach the command in order.
+func (x *execMode) events() tcpkit.Events {
+	ev := x.p.baseEvents()
 	ev.OnConnect = func(c *tcpkit.Conn) {
-		p.connected(c)
-		ch, err := startChild(c, argv, stderr)
-		if err != nil {
-			p.failed(c, fmt.Errorf("cannot run %s: %w", argv[0], err))
-			c.Close()
-			return
-		}
+		x.p.connected(c)
+		ch := &child{x: x, conn: c}
+		ch.wake = sync.NewCond(&ch.mu)
 		c.SetValue(ch)
+		c.Offload(ch.start)
 	}
 	ev.OnData = func(c *tcpkit.Conn, msg []byte) { // the command's business: not printed
 		if ch, ok := c.Value().(*child); ok {
-			ch.feed(c, msg)
+			ch.feed(msg)
 		}
 	}
 	ev.OnEnd = func(c *tcpkit.Conn) {
 		if ch, ok := c.Value().(*child); ok {
-			ch.closeStdin()
+			ch.peerEnd()
 		}
 	}
 	ev.OnClose = func(c *tcpkit.Conn, hadError bool) {
 		if ch, ok := c.Value().(*child); ok {
-			ch.cancel()
-			ch.closeStdin()
+			ch.connClosed()
 		}
 	}
 	return ev
 }
 
-func startChild(c *tcpkit.Conn, argv []string, stderr io.Writer) (*child, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), peerEnv(c)...)
-	cmd.Stderr = stderr
-	setProcessGroup(cmd) // so that killing it kills what it started too
-	cmd.Cancel = func() error { return killProcessGroup(cmd) }
-	cmd.WaitDelay = killDelay
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		cancel()
-		return nil, err
+// track adds ch to the children, unless the server is stopping.
+func (x *execMode) track(ch *child) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.stopping {
+		return false
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		return nil, err
-	}
-	ch := &child{cmd: cmd, stdin: stdin, cancel: cancel}
-	ch.wake = sync.NewCond(&ch.mu)
-	go ch.writeStdin(c)
-	go func() {
-		pump(c, stdout)
-		c.End() // the command closed its stdout: end the connection
-		cmd.Wait()
-		cancel()
-		ch.closeStdin()
-	}()
-	return ch, nil
+	x.children[ch] = struct{}{}
+	x.reaped.Add(1)
+	return true
 }
 
-// pump copies r to the connection, no faster than the peer reads.
-func pump(c *tcpkit.Conn, r io.Reader) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := c.Write(buf[:n]); werr != nil {
-				return
-			}
-			if c.WaitDrain(context.Background()) != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
+// untrack removes ch once its command was reaped, or failed to start.
+func (x *execMode) untrack(ch *child) {
+	x.mu.Lock()
+	delete(x.children, ch)
+	x.mu.Unlock()
+	x.reaped.Done()
+}
+
+// stop kills every command still running, with what it started in its
+// process group, and reaps them, waiting at most timeout; no command
+// starts after it. It returns how many were not reaped in time.
+func (x *execMode) stop(timeout time.Duration) int {
+	x.mu.Lock()
+	x.stopping = true
+	for ch := range x.children {
+		ch.kill()
+	}
+	x.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		x.reaped.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return 0
+	case <-t.C:
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		return len(x.children)
 	}
 }
 

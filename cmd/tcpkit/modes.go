@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"tcpkit"
@@ -84,11 +85,29 @@ func (p *printer) message(c *tcpkit.Conn, msg []byte) {
 }
 
 func (p *printer) failed(c *tcpkit.Conn, err error) {
+	p.problem(c, explainBroken(err, "client"))
+}
+
+// problem prints an error line about c, even when quiet.
+func (p *printer) problem(c *tcpkit.Conn, text string) {
 	if p.log != nil {
-		p.log.Error("error", "conn", c.ID(), "remote", addrString(c.RemoteAddr()), "error", explainBroken(err, "client"))
+		p.log.Error("error", "conn", c.ID(), "remote", addrString(c.RemoteAddr()), "error", text)
 		return
 	}
-	p.out.line("error : ", addrString(c.RemoteAddr()), " : ", explainBroken(err, "client"))
+	p.out.line("error : ", addrString(c.RemoteAddr()), " : ", text)
+}
+
+// graceKilled says that exec mode killed c's command, name, for staying
+// silent for grace after the client's FIN.
+func (p *printer) graceKilled(c *tcpkit.Conn, name string, grace time.Duration) {
+	reason := name + " was silent for " + grace.String() + " after the client's FIN (--exec-grace)"
+	switch {
+	case p.quiet:
+	case p.log != nil:
+		p.log.Info("killed", "conn", c.ID(), "remote", addrString(c.RemoteAddr()), "reason", reason)
+	default:
+		p.out.line("killed : ", addrString(c.RemoteAddr()), " : ", reason)
+	}
 }
 
 func (p *printer) rejected(remote net.Addr, reason string) {

@@ -30,7 +30,9 @@ Modes:
   discard  read and drop everything; print the byte count at the close
   exec     run CMD per connection, its stdin and stdout wired to the
            socket, the peer in TCPREMOTEIP, TCPREMOTEPORT, TCPLOCALIP,
-           TCPLOCALPORT; killed when the connection dies
+           TCPLOCALPORT; killed when the connection dies, or when it
+           stays silent for --exec-grace after the client's FIN
+           (docs/exec.md)
 
 Examples:
   tcpkit serve                          port 5000, every interface, IPv4 and IPv6
@@ -52,6 +54,7 @@ type serveOptions struct {
 	port, maxMessage, maxConns, maxPerIP                   int
 	v4, v6, reuseport, keepOpen, hex, quiet, trace         bool
 	idle, readTimeout, writeTimeout, drain, drainDelay     time.Duration
+	execGrace                                              time.Duration
 	proxy                                                  bool
 	proxyFrom, tlsCert, tlsKey, metricsAddr, cpuProfile    string
 	argv                                                   []string // exec's command
@@ -66,6 +69,7 @@ func (o *serveOptions) define(fs *flagSet) {
 	fs.StringVar(&o.engine, "engine", "auto", "what serves connections: epoll (event loops, one per core; Linux), std (a goroutine per connection), or auto: epoll where it can serve, std for TLS, PROXY protocol and Unix sockets")
 	fs.BoolVar(&o.reuseport, "reuseport", false, "let several processes listen on the port (SO_REUSEPORT): the kernel spreads connections over them")
 	fs.StringVar(&o.mode, "mode", "reply", "what to do with messages: reply, echo, discard or exec (see above)")
+	fs.DurationVar(&o.execGrace, "exec-grace", defaultExecGrace, "in exec mode, how long CMD may stay silent (write nothing) after the client's FIN before it is killed and the connection ends")
 	fs.StringVar(&o.reply, "reply", "test", "the `text` sent back for each message in reply mode")
 	fs.BoolVar(&o.keepOpen, "keep-open", false, "reply to every message and keep the connection open, instead of ending it after the first reply")
 	fs.StringVar(&o.frame, "frame", "raw", "what one message is: raw (each read, as Node), line (up to \\n) or len32 (4-byte big-endian length prefix)")
@@ -97,6 +101,10 @@ func (o *serveOptions) check() error {
 		return errors.New("--mode exec needs a command after --, as in: --mode exec -- cat")
 	case o.mode != "exec" && len(o.argv) > 0:
 		return fmt.Errorf("unexpected argument %q: give the port with --port", o.argv[0])
+	case o.mode != "exec" && o.execGrace != defaultExecGrace:
+		return errors.New("--exec-grace goes with --mode exec")
+	case o.execGrace <= 0:
+		return errors.New("--exec-grace must be positive: a client that left would hold its command and its slot for ever")
 	case o.port < 0 || o.port > 65535:
 		return fmt.Errorf("--port %d is out of range: use 0 to 65535", o.port)
 	case o.maxMessage <= 0 || o.maxConns < 0 || o.maxPerIP < 0 || o.idle < 0 || o.readTimeout < 0 || o.writeTimeout < 0 || o.drain <= 0 || o.drainDelay < 0:
@@ -149,9 +157,13 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if o.metricsAddr != "" {
 		m = newMetrics(outs.out.Dropped)
 	}
-	srv, err := o.server(p, tr, m, stderr)
+	srv, children, err := o.server(p, tr, m, stderr)
 	if err != nil {
 		return usageError(stderr, "serve", "%v", err)
+	}
+	if children != nil {
+		// However serving ends, no command outlives the server.
+		defer stopChildren(children, stderr)
 	}
 
 	ln, err := o.listen(ctx)
@@ -190,16 +202,18 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return runServer(ctx, srv, ln, o.drain, o.drainDelay, m, status, outs)
 }
 
-// server builds the tcpkit.Server that o describes.
-func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writer) (*tcpkit.Server, error) {
+// server builds the tcpkit.Server that o describes, and in exec mode
+// the commands' keeper, which must be stopped once serving ends.
+func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writer) (*tcpkit.Server, *execMode, error) {
 	framing, err := tcpkit.ParseFraming(o.frame)
 	if err != nil {
-		return nil, fmt.Errorf("--frame: %w", err)
+		return nil, nil, fmt.Errorf("--frame: %w", err)
 	}
 	engine, err := tcpkit.ParseEngine(o.engine)
 	if err != nil {
-		return nil, fmt.Errorf("--engine: %w", err)
+		return nil, nil, fmt.Errorf("--engine: %w", err)
 	}
+	var children *execMode
 	srv := &tcpkit.Server{
 		Engine: engine,
 		ConnOptions: tcpkit.ConnOptions{
@@ -232,11 +246,14 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 	case "discard":
 		srv.Events = discardEvents(p)
 	case "exec":
-		srv.Events = execEvents(p, o.argv, stderr)
+		if children, err = newExecMode(p, o.argv, o.execGrace, stderr); err != nil {
+			return nil, nil, err
+		}
+		srv.Events = children.events()
 		srv.AllowHalfOpen = true     // the command may answer after the client's FIN
 		srv.ReadDuringBacklog = true // its input is bounded by its own queue
 	default:
-		return nil, fmt.Errorf("unknown --mode %q: use reply, echo, discard or exec", o.mode)
+		return nil, nil, fmt.Errorf("unknown --mode %q: use reply, echo, discard or exec", o.mode)
 	}
 	if m != nil {
 		srv.Events = m.wrap(srv.Events)
@@ -247,14 +264,14 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 	if o.proxy {
 		from, err := proxy.ParseFrom(strings.Split(o.proxyFrom, ","))
 		if err != nil {
-			return nil, fmt.Errorf("--proxy-protocol-from: %w", err)
+			return nil, nil, fmt.Errorf("--proxy-protocol-from: %w", err)
 		}
 		steps = append(steps, (&proxy.Policy{From: from}).Handshake)
 	}
 	if o.tlsCert != "" {
 		cfg, err := serverTLS(o.tlsCert, o.tlsKey)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		steps = append(steps, tlsServerHandshake(cfg))
 	}
@@ -269,7 +286,7 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 			return nc, nil
 		}
 	}
-	return srv, nil
+	return srv, children, nil
 }
 
 // listen opens o's listener.
@@ -387,6 +404,14 @@ func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, 
 }
 
 var errSecondSignal = errors.New("a second signal")
+
+// stopChildren kills and reaps exec mode's commands once serving ended,
+// and says so if some could not be reaped in time.
+func stopChildren(x *execMode, stderr io.Writer) {
+	if n := x.stop(killDelay); n > 0 {
+		fmt.Fprintf(stderr, "tcpkit serve: %d killed commands had not exited %v after SIGKILL; exiting without reaping them\n", n, killDelay)
+	}
+}
 
 func plural(n int, noun string) string {
 	s := strconv.Itoa(n) + " " + noun
