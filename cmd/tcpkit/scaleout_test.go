@@ -856,7 +856,7 @@ func TestSendProxyUsageCLI(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"serve", "--port", "0", "--proxy-protocol-from", "10.0.0.0/8"}, "tcpkit serve: --proxy-protocol-from goes with --proxy-protocol (run 'tcpkit serve -h' for help)"},
+		{[]string{"serve", "--port", "0", "--proxy-protocol-from", "10.0.0.0/8"}, "tcpkit serve: --proxy-protocol-from and --proxy-protocol-timeout go with --proxy-protocol (run 'tcpkit serve -h' for help)"},
 		{[]string{"serve", "--port", "0", "--proxy-protocol", "--proxy-protocol-from", "10.0.0.0/8,bogus"}, `tcpkit serve: --proxy-protocol-from: "bogus" is not a CIDR or an IP address (run 'tcpkit serve -h' for help)`},
 		{[]string{"connect", "--send-proxy", "v3", "5000"}, `tcpkit connect: --send-proxy "v3": use v1 or v2 (run 'tcpkit connect -h' for help)`},
 		{[]string{"connect", "--send-proxy", "v1", "--proxy-src", "bogus", "5000"}, `tcpkit connect: --proxy-src "bogus": want IP:PORT (run 'tcpkit connect -h' for help)`},

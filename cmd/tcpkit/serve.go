@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -51,8 +53,10 @@ type serveOptions struct {
 	v4, v6, reuseport, keepOpen, hex, quiet, trace         bool
 	idle, readTimeout, writeTimeout, drain, drainDelay     time.Duration
 	proxy                                                  bool
+	proxyTimeout                                           time.Duration
 	proxyFrom, tlsCert, tlsKey, metricsAddr, cpuProfile    string
-	argv                                                   []string // exec's command
+	argv                                                   []string        // exec's command
+	given                                                  map[string]bool // the flags given, by name
 }
 
 func (o *serveOptions) define(fs *flagSet) {
@@ -76,7 +80,8 @@ func (o *serveOptions) define(fs *flagSet) {
 	fs.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long open connections get to end cleanly before they are cut")
 	fs.DurationVar(&o.drainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, keep accepting for this `duration` while /healthz says 503, so a load balancer's health checks take the server out first (0: stop at once)")
 	fs.BoolVar(&o.proxy, "proxy-protocol", false, "every connection must start with a PROXY protocol header (v1 or v2) from a load balancer; the client's address is taken from it")
-	fs.StringVar(&o.proxyFrom, "proxy-protocol-from", "", "with --proxy-protocol, the balancers' addresses: comma-separated `CIDRs`; others are rejected (empty: any)")
+	fs.StringVar(&o.proxyFrom, "proxy-protocol-from", "", "with --proxy-protocol, the balancers' addresses: comma-separated `CIDRs`; others are rejected (not given: any peer; an empty entry is an error)")
+	fs.DurationVar(&o.proxyTimeout, "proxy-protocol-timeout", proxy.DefaultTimeout, "with --proxy-protocol, how long a connection has to send its whole header, in as many pieces as it likes")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate `file` (PEM); with --tls-key")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "the TLS certificate's key `file` (PEM)")
 	fs.StringVar(&o.metricsAddr, "metrics", "", "serve Prometheus metrics on /metrics and health on /healthz at this `address` (host:port)")
@@ -101,8 +106,10 @@ func (o *serveOptions) check() error {
 		return errors.New("--max-message and --drain-timeout must be positive; the limits and timeouts not negative")
 	case (o.tlsCert == "") != (o.tlsKey == ""):
 		return errors.New("give both --tls-cert and --tls-key, or neither")
-	case o.proxyFrom != "" && !o.proxy:
-		return errors.New("--proxy-protocol-from goes with --proxy-protocol")
+	case (o.proxyFrom != "" || o.given["proxy-protocol-from"] || o.given["proxy-protocol-timeout"]) && !o.proxy:
+		return errors.New("--proxy-protocol-from and --proxy-protocol-timeout go with --proxy-protocol")
+	case o.proxyTimeout <= 0:
+		return errors.New("--proxy-protocol-timeout must be positive")
 	case o.v4 && o.v6:
 		return errors.New("-4 and -6 exclude each other")
 	case o.logFormat != "seed" && o.logFormat != "text" && o.logFormat != "json":
@@ -122,6 +129,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return flagExit(err)
 	}
 	o.argv = pos
+	o.given = make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { o.given[f.Name] = true })
 	if err := o.check(); err != nil {
 		return usageError(stderr, "serve", "%v", err)
 	}
@@ -232,11 +241,13 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 	// Before a connection is served: its PROXY header, then TLS.
 	var steps []func(net.Conn) (net.Conn, error)
 	if o.proxy {
-		from, err := proxy.ParseFrom(strings.Split(o.proxyFrom, ","))
-		if err != nil {
-			return nil, fmt.Errorf("--proxy-protocol-from: %w", err)
+		var from []netip.Prefix // none given: any peer
+		if o.proxyFrom != "" || o.given["proxy-protocol-from"] {
+			if from, err = proxy.ParseFrom(o.proxyFrom); err != nil {
+				return nil, fmt.Errorf("--proxy-protocol-from: %w", err)
+			}
 		}
-		steps = append(steps, (&proxy.Policy{From: from}).Handshake)
+		steps = append(steps, proxyHandshake(&proxy.Policy{From: from, Timeout: o.proxyTimeout}))
 	}
 	if o.tlsCert != "" {
 		cfg, err := serverTLS(o.tlsCert, o.tlsKey)
@@ -257,6 +268,18 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 		}
 	}
 	return srv, nil
+}
+
+// proxyHandshake is p's Handshake, whose slow-header error names the
+// flag that sets the time allowed.
+func proxyHandshake(p *proxy.Policy) func(net.Conn) (net.Conn, error) {
+	return func(nc net.Conn) (net.Conn, error) {
+		c, err := p.Handshake(nc)
+		if errors.Is(err, proxy.ErrSlowHeader) {
+			err = fmt.Errorf("%w (--proxy-protocol-timeout)", err)
+		}
+		return c, err
+	}
 }
 
 // listen opens o's listener and returns it with its listen line.
