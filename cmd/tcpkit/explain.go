@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"strings"
@@ -24,6 +25,14 @@ var errnoNames = map[syscall.Errno]string{
 	syscall.ENETUNREACH:   "ENETUNREACH",
 	syscall.EHOSTUNREACH:  "EHOSTUNREACH",
 	syscall.ECONNABORTED:  "ECONNABORTED",
+	syscall.EPERM:         "EPERM",
+	syscall.ENOENT:        "ENOENT",
+	syscall.ENOTDIR:       "ENOTDIR",
+	syscall.EISDIR:        "EISDIR",
+	syscall.EEXIST:        "EEXIST",
+	syscall.EROFS:         "EROFS",
+	syscall.ENOSPC:        "ENOSPC",
+	syscall.EINVAL:        "EINVAL",
 }
 
 // errnoOf returns the system error inside err and its C name.
@@ -36,6 +45,25 @@ func errnoOf(err error) (syscall.Errno, string) {
 		return errno, fmt.Sprintf("errno %d", int(errno))
 	}
 	return 0, ""
+}
+
+// explainPathErr says what a file system call's error was, with the
+// errno's name, without Go's "open PATH:" prefix: the caller names the
+// path.
+func explainPathErr(err error) string {
+	var pe *fs.PathError
+	var le *os.LinkError
+	inner := err
+	switch {
+	case errors.As(err, &pe):
+		inner = pe.Err
+	case errors.As(err, &le):
+		inner = le.Err
+	}
+	if errno, name := errnoOf(inner); name != "" {
+		return fmt.Sprintf("%v (%s)", errno, name)
+	}
+	return inner.Error()
 }
 
 // explainBroken says in plain words why a send failed or an open

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -132,7 +133,7 @@ func TestProxyFromEmptyCLI(t *testing.T) {
 		code, out, errOut := runTcpkit(t, "serve", "--port", "0", "--host", "127.0.0.1", "--proxy-protocol", "--proxy-protocol-from", list)
 		checkExit(t, "serve --proxy-protocol-from "+list, code, exitUsage)
 		checkLines(t, "its stdout", out, nil)
-		checkLines(t, "its stderr", errOut, []string{"tcpkit serve: --proxy-protocol-from: " + quote(list) +
+		checkLines(t, "its stderr", errOut, []string{"tcpkit serve: --proxy-protocol-from: " + strconv.Quote(list) +
 			" has an empty entry: list CIDRs or IP addresses, comma-separated, such as 10.0.0.0/8,192.0.2.7 (run 'tcpkit serve -h' for help)"})
 	}
 	for _, args := range [][]string{
@@ -146,9 +147,4 @@ func TestProxyFromEmptyCLI(t *testing.T) {
 	code, _, errOut := runTcpkit(t, "serve", "--port", "0", "--proxy-protocol", "--proxy-protocol-timeout", "0s")
 	checkExit(t, "serve --proxy-protocol-timeout 0s", code, exitUsage)
 	checkLines(t, "its stderr", errOut, []string{"tcpkit serve: --proxy-protocol-timeout must be positive (run 'tcpkit serve -h' for help)"})
-}
-
-// quote is strconv.Quote.
-func quote(s string) string {
-	return `"` + regexp.MustCompile(`["\\]`).ReplaceAllString(s, `\$0`) + `"`
 }

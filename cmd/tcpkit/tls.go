@@ -2,20 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"math/big"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -111,84 +103,6 @@ func tlsClientHandshake(cfg *tls.Config) func(context.Context, net.Conn) (net.Co
 		}
 		return tc, nil
 	}
-}
-
-const certUsage = `Usage: tcpkit cert [flags]
-
-Write a self-signed certificate and its key, for testing TLS locally:
-serve --tls-cert cert.pem --tls-key key.pem, and connect --tls --ca
-cert.pem. The certificate is for localhost, 127.0.0.1 and ::1 (and
---host), valid for --days. Not for production: use your CA's.
-
-Flags:
-`
-
-func certCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("cert", certUsage, stdout)
-	dir := fs.String("out", ".", "write cert.pem and key.pem into this `directory`")
-	hosts := fs.String("host", "", "more host `names` or IPs for the certificate, comma-separated")
-	days := fs.Int("days", 365, "how many `days` the certificate is valid")
-	pos, err := fs.parse(args, stderr)
-	if err != nil {
-		return flagExit(err)
-	}
-	if len(pos) > 0 || *days < 1 {
-		return usageError(stderr, "cert", "no arguments are taken, and --days must be at least 1")
-	}
-	names := []string{"localhost", "127.0.0.1", "::1"}
-	for _, h := range strings.Split(*hosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			names = append(names, h)
-		}
-	}
-	certFile, keyFile := filepath.Join(*dir, "cert.pem"), filepath.Join(*dir, "key.pem")
-	if err := writeSelfSigned(certFile, keyFile, names, time.Duration(*days)*24*time.Hour); err != nil {
-		fmt.Fprintf(stderr, "tcpkit cert: %v\n", err)
-		return exitFail
-	}
-	fmt.Fprintf(stdout, "wrote %s and %s for %s\n", certFile, keyFile, strings.Join(names, ", "))
-	return exitOK
-}
-
-// writeSelfSigned writes an ECDSA P-256 certificate for names and its key.
-func writeSelfSigned(certFile, keyFile string, names []string, valid time.Duration) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: names[0], Organization: []string{"tcpkit self-signed"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(valid),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true, // so that --ca cert.pem can verify it
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
 }
 
 // isTLSError reports whether a rejection came from the TLS handshake.
