@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -111,10 +112,15 @@ func explainDial(addr string, err error) string {
 	return fmt.Sprintf("cannot connect to %s: %v", addr, err)
 }
 
-// explainListen says in plain words why listening on addr failed.
-func explainListen(addr string, port int, err error) string {
+// explainListen says in plain words why listening on addr failed. flag
+// is the option that chose the address, for the advice ("--port").
+func explainListen(addr, flag string, err error) string {
 	var dnsErr *net.DNSError
 	errno, name := errnoOf(err)
+	port := 0
+	if _, p, perr := net.SplitHostPort(addr); perr == nil {
+		port, _ = strconv.Atoi(p)
+	}
 	switch {
 	case errors.As(err, &dnsErr):
 		return fmt.Sprintf("cannot listen on %s: unknown host %q", addr, dnsErr.Name)
@@ -123,7 +129,11 @@ func explainListen(addr string, port int, err error) string {
 		if h := portHolder(port); h != "" {
 			who = h
 		}
-		return fmt.Sprintf("cannot listen on %s: port %d is already in use by %s (EADDRINUSE); pick another with --port", addr, port, who)
+		advice := "pick another with " + flag
+		if flag != "--port" {
+			advice = "pick another address with " + flag
+		}
+		return fmt.Sprintf("cannot listen on %s: port %d is already in use by %s (EADDRINUSE); %s", addr, port, who, advice)
 	case errno == syscall.EACCES:
 		return fmt.Sprintf("cannot listen on %s: permission denied, ports below 1024 need root (EACCES)", addr)
 	case errno == syscall.EADDRNOTAVAIL:

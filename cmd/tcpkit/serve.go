@@ -114,6 +114,8 @@ func (o *serveOptions) check() error {
 		return errors.New("-4 and -6 exclude each other")
 	case o.logFormat != "seed" && o.logFormat != "text" && o.logFormat != "json":
 		return fmt.Errorf("--log-format %q: use seed, text or json", o.logFormat)
+	case o.metricsAddr != "" && !validHostPort(o.metricsAddr):
+		return fmt.Errorf("--metrics %q: want HOST:PORT, such as 127.0.0.1:9100", o.metricsAddr)
 	case o.unix != "" && (o.reuseport || o.proxy):
 		return errors.New("--unix does not go with --reuseport or --proxy-protocol")
 	}
@@ -167,7 +169,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		mln, err := net.Listen("tcp", o.metricsAddr)
 		if err != nil {
 			ln.Close()
-			fmt.Fprintf(stderr, "tcpkit serve: --metrics: %s\n", explainListen(o.metricsAddr, 0, err))
+			fmt.Fprintf(stderr, "tcpkit serve: --metrics: %s\n", explainListen(o.metricsAddr, "--metrics", err))
 			return exitFail
 		}
 		mctx, stop := context.WithCancel(context.Background())
@@ -270,6 +272,14 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 	return srv, nil
 }
 
+// validHostPort reports whether s is HOST:PORT with a port number (0 to
+// 65535); HOST may be empty, for every interface.
+func validHostPort(s string) bool {
+	_, p, err := net.SplitHostPort(s)
+	n, perr := strconv.Atoi(p)
+	return err == nil && perr == nil && n >= 0 && n <= 65535
+}
+
 // proxyHandshake is p's Handshake, whose slow-header error names the
 // flag that sets the time allowed.
 func proxyHandshake(p *proxy.Policy) func(net.Conn) (net.Conn, error) {
@@ -302,7 +312,7 @@ func (o *serveOptions) listen(ctx context.Context) (net.Listener, string, error)
 	}
 	ln, err := lc.Listen(ctx, network, addr)
 	if err != nil {
-		return nil, "", errors.New(explainListen(addr, o.port, err))
+		return nil, "", errors.New(explainListen(addr, "--port", err))
 	}
 	return ln, listenLine(ln, o.host), nil
 }
