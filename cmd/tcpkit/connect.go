@@ -101,6 +101,9 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	case *unixPath != "" && len(pos) > 0:
 		return usageError(stderr, "connect", "give either --unix or HOST:PORT, not both")
 	case *unixPath != "":
+		if err := checkUnixPath(*unixPath); err != nil {
+			return usageError(stderr, "connect", "%v", err)
+		}
 		network, addr = "unix", *unixPath
 	case len(pos) == 1:
 		if addr, err = parseTarget(pos[0]); err != nil {

@@ -118,6 +118,8 @@ func (o *serveOptions) check() error {
 		return fmt.Errorf("--metrics %q: want HOST:PORT, such as 127.0.0.1:9100", o.metricsAddr)
 	case o.unix != "" && (o.reuseport || o.proxy):
 		return errors.New("--unix does not go with --reuseport or --proxy-protocol")
+	case o.unix != "":
+		return checkUnixPath(o.unix)
 	}
 	return nil
 }
@@ -297,7 +299,7 @@ func (o *serveOptions) listen(ctx context.Context) (net.Listener, string, error)
 	if o.unix != "" {
 		ln, err := listenUnix(ctx, o.unix)
 		if err != nil {
-			return nil, "", fmt.Errorf("cannot listen on %s: %w", o.unix, err)
+			return nil, "", err
 		}
 		return ln, "listen on " + o.unix, nil
 	}
