@@ -65,7 +65,7 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	expect := fs.String("expect", "", "succeed once the received bytes contain these `bytes` (same escapes)")
 	expectRe := fs.String("expect-re", "", "succeed once the received bytes match this `regexp`")
 	within := fs.Duration("within", 5*time.Second, "how long --expect and --expect-re wait, from the start")
-	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "give up connecting after this `duration`")
+	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "give up connecting after this `duration`, the TLS handshake included")
 	unixPath := fs.String("unix", "", "connect to the Unix socket at `path` instead of TCP")
 	v4 := fs.Bool("4", false, "IPv4 only")
 	v6 := fs.Bool("6", false, "IPv6 only")
@@ -240,7 +240,14 @@ type dialer struct {
 	tr *tracer // nil without --trace
 }
 
+// dial connects; the Timeout bounds all of it, TCP's handshake and the
+// Handshake after it (TLS) together.
 func (d *dialer) dial(ctx context.Context, network, addr string, ev tcpkit.Events) (*tcpkit.Conn, error) {
+	if d.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+		defer cancel() // Dial's ctx bounds only the connecting
+	}
 	c, err := d.Dial(ctx, network, addr, ev)
 	if err != nil && d.tr != nil {
 		d.tr.dialFailed(addr, err)

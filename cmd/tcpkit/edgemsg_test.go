@@ -5,9 +5,12 @@ package main
 // prefixed "em".
 
 import (
+	"fmt"
+	"io"
 	"net"
 	"regexp"
 	"testing"
+	"time"
 )
 
 // A busy --metrics address is named with its port and the --metrics
@@ -35,4 +38,55 @@ func TestMetricsAddressBusyCLI(t *testing.T) {
 		checkExit(t, "serve --metrics "+bad, code, exitUsage)
 		checkLines(t, "its stderr", errOut, []string{`tcpkit serve: --metrics "` + bad + `": want HOST:PORT, such as 127.0.0.1:9100 (run 'tcpkit serve -h' for help)`})
 	}
+}
+
+// connect --tls to a server that never answers the hello gives up after
+// --connect-timeout, not a fixed 5s, and says what likely happened; serve
+// --tls-cert says a client that never finished the handshake timed out,
+// after --tls-handshake-timeout, instead of "context deadline exceeded".
+func TestTLSHandshakeTimeoutCLI(t *testing.T) {
+	t.Parallel()
+	t.Run("connect", func(t *testing.T) {
+		t.Parallel()
+		silent := listener(t, func(c net.Conn) { io.Copy(io.Discard, c) }) // a plain server: reads, says nothing
+		start := time.Now()
+		code, out, errOut := runTcpkit(t, "connect", "--tls", "--insecure", "--connect-timeout", "1s", "--count", "1", addr(silent))
+		d := time.Since(start)
+		checkExit(t, "connect --tls to a silent server", code, exitFail)
+		checkLines(t, "its stdout", out, nil)
+		want := regexp.MustCompile(`^tcpkit connect: cannot connect to ` + regexp.QuoteMeta(addr(silent)) +
+			`: TLS handshake timed out after (1s|900ms): the server sent no TLS answer; is it a plain-TCP server waiting for the client to speak first\? \(drop --tls\)$`)
+		if len(errOut) != 1 || !want.MatchString(errOut[0]) {
+			t.Errorf("its stderr: got %q, want one line matching %s", errOut, want)
+		}
+		if d < time.Second || d > 3*time.Second {
+			t.Errorf("connect gave up after %v, want about the 1s --connect-timeout", d)
+		}
+	})
+	t.Run("serve", func(t *testing.T) {
+		t.Parallel()
+		cert, key := soCert(t)
+		srv, port := serve(t, "--tls-cert", cert, "--tls-key", key, "--tls-handshake-timeout", "1s")
+		nc := dial(t, port) // a plain client that waits for the server to speak
+		start := time.Now()
+		if b, err := io.ReadAll(nc); len(b) != 0 || err != nil {
+			t.Errorf("the silent client read %q, %v; want the server's close and nothing else", b, err)
+		}
+		if d := time.Since(start); d < time.Second || d > 3*time.Second {
+			t.Errorf("the server gave up after %v, want about the 1s --tls-handshake-timeout", d)
+		}
+		srv.waitLine(t, "rejected : "+nc.LocalAddr().String()+" : TLS handshake timed out after 1s (--tls-handshake-timeout): the client did not finish it; a plain-TCP client waiting for the server to speak first?", waitFor)
+		nc.Close()
+		stop(t, srv)
+
+		for _, args := range [][]string{{"--tls-handshake-timeout", "1s"}, {"--tls-cert", cert, "--tls-key", key, "--tls-handshake-timeout", "0s"}} {
+			code, _, errOut := runTcpkit(t, append([]string{"serve", "--port", "0"}, args...)...)
+			checkExit(t, fmt.Sprint("serve ", args), code, exitUsage)
+			want := "--tls-handshake-timeout goes with --tls-cert and --tls-key"
+			if len(args) > 2 {
+				want = "--tls-handshake-timeout must be positive"
+			}
+			checkLines(t, "its stderr", errOut, []string{"tcpkit serve: " + want + " (run 'tcpkit serve -h' for help)"})
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -102,7 +103,9 @@ func explainDial(addr string, err error) string {
 		return fmt.Sprintf("cannot connect to %s: cannot look up %q: %v", addr, dnsErr.Name, dnsErr.Err)
 	case errno == syscall.ECONNREFUSED:
 		return fmt.Sprintf("cannot connect to %s: connection refused, nothing is listening there (ECONNREFUSED)", addr)
-	case errors.Is(err, os.ErrDeadlineExceeded), errno == syscall.ETIMEDOUT:
+	case isTLSError(err):
+		return fmt.Sprintf("cannot connect to %s: %v", addr, err)
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded), errno == syscall.ETIMEDOUT:
 		return fmt.Sprintf("cannot connect to %s: no answer in time (ETIMEDOUT)", addr)
 	case errors.As(err, &addrErr):
 		return fmt.Sprintf("cannot connect to %s: %s is not an address of the family asked for (-4/-6)", addr, addrErr.Addr)

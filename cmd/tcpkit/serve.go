@@ -53,7 +53,7 @@ type serveOptions struct {
 	v4, v6, reuseport, keepOpen, hex, quiet, trace         bool
 	idle, readTimeout, writeTimeout, drain, drainDelay     time.Duration
 	proxy                                                  bool
-	proxyTimeout                                           time.Duration
+	proxyTimeout, tlsTimeout                               time.Duration
 	proxyFrom, tlsCert, tlsKey, metricsAddr, cpuProfile    string
 	argv                                                   []string        // exec's command
 	given                                                  map[string]bool // the flags given, by name
@@ -84,6 +84,7 @@ func (o *serveOptions) define(fs *flagSet) {
 	fs.DurationVar(&o.proxyTimeout, "proxy-protocol-timeout", proxy.DefaultTimeout, "with --proxy-protocol, how long a connection has to send its whole header, in as many pieces as it likes")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate `file` (PEM); with --tls-key")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "the TLS certificate's key `file` (PEM)")
+	fs.DurationVar(&o.tlsTimeout, "tls-handshake-timeout", tlsHandshakeTimeout, "with --tls-cert, how long a client has to complete the TLS handshake")
 	fs.StringVar(&o.metricsAddr, "metrics", "", "serve Prometheus metrics on /metrics and health on /healthz at this `address` (host:port)")
 	fs.StringVar(&o.logFormat, "log-format", "seed", "per-connection lines: seed (the tutorial's), or text or json (log/slog records with the connection id)")
 	fs.BoolVar(&o.hex, "hex", false, "print messages as a hex dump instead of text")
@@ -106,6 +107,10 @@ func (o *serveOptions) check() error {
 		return errors.New("--max-message and --drain-timeout must be positive; the limits and timeouts not negative")
 	case (o.tlsCert == "") != (o.tlsKey == ""):
 		return errors.New("give both --tls-cert and --tls-key, or neither")
+	case o.tlsTimeout <= 0:
+		return errors.New("--tls-handshake-timeout must be positive")
+	case o.given["tls-handshake-timeout"] && o.tlsCert == "":
+		return errors.New("--tls-handshake-timeout goes with --tls-cert and --tls-key")
 	case (o.proxyFrom != "" || o.given["proxy-protocol-from"] || o.given["proxy-protocol-timeout"]) && !o.proxy:
 		return errors.New("--proxy-protocol-from and --proxy-protocol-timeout go with --proxy-protocol")
 	case o.proxyTimeout <= 0:
@@ -258,7 +263,7 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 		if err != nil {
 			return nil, err
 		}
-		steps = append(steps, tlsServerHandshake(cfg))
+		steps = append(steps, tlsServerHandshake(cfg, o.tlsTimeout))
 	}
 	if len(steps) > 0 {
 		srv.Handshake = func(nc net.Conn) (net.Conn, error) {

@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-// tlsHandshakeTimeout bounds a TLS handshake on either side.
+// tlsHandshakeTimeout bounds a TLS handshake: serve's default for
+// --tls-handshake-timeout, and a client's when nothing else bounds it.
 const tlsHandshakeTimeout = 5 * time.Second
 
 // plaintextHint is what a TLS server writes, in plain text, to a client
@@ -28,18 +29,21 @@ func serverTLS(certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// tlsServerHandshake completes the server side of a TLS handshake. A
-// client that sent plain text gets a line saying so.
-func tlsServerHandshake(cfg *tls.Config) func(net.Conn) (net.Conn, error) {
+// tlsServerHandshake completes the server side of a TLS handshake within
+// timeout. A client that sent plain text gets a line saying so.
+func tlsServerHandshake(cfg *tls.Config, timeout time.Duration) func(net.Conn) (net.Conn, error) {
 	return func(nc net.Conn) (net.Conn, error) {
 		tc := tls.Server(nc, cfg)
-		ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		if err := tc.HandshakeContext(ctx); err != nil {
 			var rhe tls.RecordHeaderError
-			if errors.As(err, &rhe) && rhe.Conn != nil {
+			switch {
+			case errors.As(err, &rhe) && rhe.Conn != nil:
 				rhe.Conn.Write([]byte(plaintextHint))
 				return nil, errors.New("TLS handshake failed: the client spoke plain text, not TLS")
+			case errors.Is(err, context.DeadlineExceeded):
+				return nil, fmt.Errorf("TLS handshake timed out after %v (--tls-handshake-timeout): the client did not finish it; a plain-TCP client waiting for the server to speak first?", timeout)
 			}
 			return nil, fmt.Errorf("TLS handshake failed: %w", err)
 		}
@@ -83,19 +87,27 @@ func (c *firstByteConn) Read(p []byte) (int, error) {
 
 func (c *firstByteConn) plainText() bool { return c.first >= 0 && c.first != 0x15 && c.first != 0x16 }
 
-// tlsClientHandshake completes the client side of a TLS handshake.
+// tlsClientHandshake completes the client side of a TLS handshake,
+// within ctx's deadline (connect's --connect-timeout) or, without one,
+// tlsHandshakeTimeout.
 func tlsClientHandshake(cfg *tls.Config) func(context.Context, net.Conn) (net.Conn, error) {
 	return func(ctx context.Context, nc net.Conn) (net.Conn, error) {
 		fb := &firstByteConn{Conn: nc, first: -1}
 		tc := tls.Client(fb, cfg)
-		ctx, cancel := context.WithTimeout(ctx, tlsHandshakeTimeout)
-		defer cancel()
+		start := time.Now()
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, tlsHandshakeTimeout)
+			defer cancel()
+		}
 		if err := tc.HandshakeContext(ctx); err != nil {
 			var rhe tls.RecordHeaderError
 			var cve *tls.CertificateVerificationError
 			switch {
 			case errors.As(err, &rhe), fb.plainText():
 				return nil, errors.New("TLS handshake failed: the server answered in plain text; it does not speak TLS (drop --tls)")
+			case errors.Is(err, context.DeadlineExceeded):
+				return nil, fmt.Errorf("TLS handshake timed out after %v: the server sent no TLS answer; is it a plain-TCP server waiting for the client to speak first? (drop --tls)", time.Since(start).Round(100*time.Millisecond))
 			case errors.As(err, &cve):
 				return nil, fmt.Errorf("TLS handshake failed: %w; trust the server's certificate with --ca FILE, or skip the check with --insecure", err)
 			}
@@ -106,4 +118,4 @@ func tlsClientHandshake(cfg *tls.Config) func(context.Context, net.Conn) (net.Co
 }
 
 // isTLSError reports whether a rejection came from the TLS handshake.
-func isTLSError(err error) bool { return strings.HasPrefix(err.Error(), "TLS handshake failed") }
+func isTLSError(err error) bool { return strings.HasPrefix(err.Error(), "TLS handshake ") }
