@@ -40,11 +40,12 @@ Examples:
   tcpkit connect 6379 --send 'PING\r\n' --expect '+PONG' --within 2s
   tcpkit connect --unix /tmp/tcpkit.sock -
 
-Exit codes: 0 done (--count reached, the server ended after standard
-input, the check matched, or Ctrl-C); 1 could not connect, or the check
-failed; 2 bad flag or argument; 3 the connection broke (a send failed
-after the server ended it, or a reset); 4 --timeout passed with nothing
-received.
+Exit codes: 0 done (--count reached: N sends and a reply after the
+last; the server ended after standard input; the check matched; or
+Ctrl-C); 1 could not connect, or the check failed; 2 bad flag or
+argument; 3 the connection broke (a send failed after the server ended
+it, a reset, or the server ended it before the reply to the last
+--count send); 4 --timeout passed with nothing received.
 
 Flags:
 `
@@ -57,13 +58,13 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := newFlagSet("connect", connectUsage, stdout)
 	message := fs.String("message", "testing~", "the `text` to send each time")
 	interval := fs.Duration("interval", time.Second, "time between sends; the first goes at once")
-	count := fs.Int("count", 0, "stop after `N` sends, once the last reply arrived or the server ended (0: never stop)")
+	count := fs.Int("count", 0, "stop after `N` sends, once a reply to the last arrived; exit 3 if the server ends before it (0: never stop)")
 	timeout := fs.Duration("timeout", 0, "print \"connection timeout.\" and exit 4 after this `duration` with nothing received (0: wait forever)")
 	useStdin := fs.Bool("stdin", false, "send standard input and print what comes back, byte for byte (as the argument -)")
 	noHalfClose := fs.Bool("no-half-close", false, "at the end of standard input close at once, instead of sending a FIN and reading on")
 	send := fs.String("send", "", "`bytes` to send (escapes \\n \\r \\t \\\\ \\0 \\xHH); with no --expect, print what comes back")
-	expect := fs.String("expect", "", "succeed once the received bytes contain these `bytes` (same escapes)")
-	expectRe := fs.String("expect-re", "", "succeed once the received bytes match this `regexp`")
+	expect := fs.String("expect", "", "succeed once the received bytes contain these `bytes` (same escapes); not with --expect-re")
+	expectRe := fs.String("expect-re", "", "succeed once the received bytes match this `regexp`; not with --expect")
 	within := fs.Duration("within", 5*time.Second, "how long --expect and --expect-re wait, from the start")
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "give up connecting after this `duration`, the TLS handshake included")
 	unixPath := fs.String("unix", "", "connect to the Unix socket at `path` instead of TCP")
@@ -110,8 +111,13 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return usageError(stderr, "connect", "%v", err)
 		}
 	}
-	if *interval <= 0 || *count < 0 || *timeout < 0 || *within <= 0 {
+	switch {
+	case *interval <= 0 || *count < 0 || *timeout < 0 || *within <= 0:
 		return usageError(stderr, "connect", "--interval and --within must be positive, --count and --timeout not negative")
+	case *message == "":
+		return usageError(stderr, "connect", "--message is empty: an empty send sends nothing, so no reply would come; give at least one byte")
+	case *expect != "" && *expectRe != "":
+		return usageError(stderr, "connect", "give --expect or --expect-re, not both")
 	}
 	sendBytes, err := unescape(*send)
 	if err != nil {

@@ -816,11 +816,12 @@ func TestSendProxyCLI(t *testing.T) {
 		srv.waitLine(t, "testing~", waitFor)
 	}
 
-	// The seed's client straight to the server: no header.
+	// The seed's client straight to the server: no header. The server
+	// ends the connection without a reply, so --count 1 is not reached.
 	code, out, errOut := runTcpkit(t, "connect", "--count", "1", addr(port))
-	checkExit(t, "plain connect", code, exitOK)
+	checkExit(t, "plain connect", code, exitBroken)
 	checkLines(t, "plain connect stdout", out, []string{"connect to server!", "disconnected."})
-	checkLines(t, "plain connect stderr", errOut, nil)
+	checkLines(t, "plain connect stderr", errOut, []string{"tcpkit connect: the server ended the connection without replying to send 1 of --count 1"})
 	soRejected(t, srv, port, "no PROXY protocol header: the connection did not come through the load balancer")
 	// The same from a Go client, to see the exact address in the line.
 	local, got, err := soExchange(addr(port))
