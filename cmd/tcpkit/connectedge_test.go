@@ -83,6 +83,7 @@ func TestCheckVerdictCapCLI(t *testing.T) {
 	t.Parallel()
 	head := "\x1b]0;title\x07" + strings.Repeat("x", 300) // control bytes come out escaped
 	long := listener(t, func(c net.Conn) {
+		io.ReadFull(c, make([]byte, len("PING\n"))) // all read: the close is a FIN, not a reset
 		io.WriteString(c, head+strings.Repeat("y", 70000-len(head)))
 		c.Close()
 	})
@@ -94,6 +95,7 @@ func TestCheckVerdictCapCLI(t *testing.T) {
 		shown + ` (69744 more not shown), want "PONG"`})
 
 	match := listener(t, func(c net.Conn) {
+		io.ReadFull(c, make([]byte, len("PING\n")))
 		io.WriteString(c, strings.Repeat("z", 300)+"PONG")
 		c.Close()
 	})
