@@ -25,8 +25,9 @@ const certUsage = `Usage: tcpkit cert [flags]
 Write a self-signed certificate and its key, for testing TLS locally:
 serve --tls-cert cert.pem --tls-key key.pem, and connect --tls --ca
 cert.pem. The certificate is for localhost, 127.0.0.1 and ::1 (and
---host), valid for --days, for a server or a client. Not for
-production: use your CA's.
+--host), valid for --days, for a server or a client (connect --cert
+and --key, trusted by serve --client-ca). Not for production: use your
+CA's.
 
 The files are new ones: key.pem is made with mode 0600 and cert.pem 0644,
 in --out, which is made (mode 0700) when it does not exist. If either

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,9 +72,8 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	v4 := fs.Bool("4", false, "IPv4 only")
 	v6 := fs.Bool("6", false, "IPv6 only")
 	hexOut := fs.Bool("hex", false, "print received bytes as a hex dump instead of text")
-	useTLS := fs.Bool("tls", false, "speak TLS (1.2 or later), verifying the server's certificate")
-	insecure := fs.Bool("insecure", false, "with --tls, do not verify the server's certificate")
-	caFile := fs.String("ca", "", "with --tls, trust the certificates in this PEM `file` (as made by 'tcpkit cert')")
+	var tlsFlags tlsClientFlags
+	tlsFlags.define(fs)
 	sendProxy := fs.String("send-proxy", "", "first send a PROXY protocol header, `v1` or v2, as a load balancer would")
 	proxySrc := fs.String("proxy-src", "", "the client address the PROXY header claims, `IP:PORT` (default: our own)")
 	trace := fs.Bool("trace", false, "print each TCP event on stderr, explained: handshake, data in and out, FINs, resets, close")
@@ -128,7 +128,18 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if tr != nil {
 		d.Trace = tr.event
 	}
-	if d.Handshake, err = clientHandshake(addr, *sendProxy, *proxySrc, *useTLS, *insecure, *caFile); err != nil {
+	if err := tlsFlags.check(fs); err != nil {
+		return usageError(stderr, "connect", "%v", err)
+	}
+	tlsCfg, err := tlsFlags.config(addr)
+	if err != nil {
+		return usageError(stderr, "connect", "%v", err)
+	}
+	var negotiated func(tls.ConnectionState)
+	if tlsCfg != nil && len(tlsCfg.NextProtos) > 0 {
+		negotiated = func(st tls.ConnectionState) { fmt.Fprintf(stderr, "tcpkit connect: %s\n", alpnLine(tlsCfg, st)) }
+	}
+	if d.Handshake, err = clientHandshake(*sendProxy, *proxySrc, tlsCfg, negotiated); err != nil {
 		return usageError(stderr, "connect", "%v", err)
 	}
 	switch {
@@ -165,8 +176,9 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 // clientHandshake returns what connect does on a new connection before
-// using it: send a PROXY header, then speak TLS; nil if neither.
-func clientHandshake(addr, sendProxy, proxySrc string, useTLS, insecure bool, caFile string) (func(context.Context, net.Conn) (net.Conn, error), error) {
+// using it: send a PROXY header, then speak TLS (tlsCfg not nil); nil if
+// neither. negotiated, if not nil, gets the TLS session's state.
+func clientHandshake(sendProxy, proxySrc string, tlsCfg *tls.Config, negotiated func(tls.ConnectionState)) (func(context.Context, net.Conn) (net.Conn, error), error) {
 	var steps []func(context.Context, net.Conn) (net.Conn, error)
 	if sendProxy != "" {
 		step, err := proxyHeaderStep(sendProxy, proxySrc)
@@ -175,15 +187,8 @@ func clientHandshake(addr, sendProxy, proxySrc string, useTLS, insecure bool, ca
 		}
 		steps = append(steps, step)
 	}
-	if useTLS {
-		host, _, _ := net.SplitHostPort(addr)
-		cfg, err := clientTLS(host, caFile, insecure)
-		if err != nil {
-			return nil, fmt.Errorf("--ca: %w", err)
-		}
-		steps = append(steps, tlsClientHandshake(cfg))
-	} else if insecure || caFile != "" {
-		return nil, errors.New("--insecure and --ca go with --tls")
+	if tlsCfg != nil {
+		steps = append(steps, tlsClientHandshake(tlsCfg, negotiated))
 	}
 	if proxySrc != "" && sendProxy == "" {
 		return nil, errors.New("--proxy-src goes with --send-proxy")

@@ -82,7 +82,7 @@ func TestTLSHandshakeTimeoutCLI(t *testing.T) {
 		for _, args := range [][]string{{"--tls-handshake-timeout", "1s"}, {"--tls-cert", cert, "--tls-key", key, "--tls-handshake-timeout", "0s"}} {
 			code, _, errOut := runTcpkit(t, append([]string{"serve", "--port", "0"}, args...)...)
 			checkExit(t, fmt.Sprint("serve ", args), code, exitUsage)
-			want := "--tls-handshake-timeout goes with --tls-cert and --tls-key"
+			want := "--tls-handshake-timeout and --client-ca go with --tls-cert and --tls-key"
 			if len(args) > 2 {
 				want = "--tls-handshake-timeout must be positive"
 			}

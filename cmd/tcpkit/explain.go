@@ -85,6 +85,8 @@ func explainBroken(err error, peer string) string {
 		return strings.TrimPrefix(err.Error(), "tcpkit: ") + " (--read-timeout)"
 	case errors.Is(err, tcpkit.ErrWriteTimeout):
 		return strings.TrimPrefix(err.Error(), "tcpkit: ") + " (--write-timeout)"
+	case tlsAlert(err) != "":
+		return tlsAlert(err)
 	case name != "":
 		return fmt.Sprintf("%v (%s)", errno, name)
 	}

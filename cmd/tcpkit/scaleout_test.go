@@ -557,7 +557,7 @@ func TestTLSCLI(t *testing.T) {
 	t.Run("usage", func(t *testing.T) {
 		code, _, errOut := runTcpkit(t, "connect", "--insecure", "--count", "1", addr(port))
 		checkExit(t, "connect --insecure without --tls", code, exitUsage)
-		checkOneLine(t, "its stderr", errOut, "--insecure and --ca go with --tls")
+		checkOneLine(t, "its stderr", errOut, "--insecure, --ca, --sni, --cert, --key and --alpn go with --tls")
 		code, _, errOut = runTcpkit(t, "serve", "--port", "0", "--tls-cert", cert)
 		checkExit(t, "serve --tls-cert without --tls-key", code, exitUsage)
 		checkOneLine(t, "its stderr", errOut, "give both --tls-cert and --tls-key, or neither")

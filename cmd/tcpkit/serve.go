@@ -54,7 +54,8 @@ type serveOptions struct {
 	idle, readTimeout, writeTimeout, drain, drainDelay     time.Duration
 	proxy                                                  bool
 	proxyTimeout, tlsTimeout                               time.Duration
-	proxyFrom, tlsCert, tlsKey, metricsAddr, cpuProfile    string
+	proxyFrom, tlsCert, tlsKey, clientCA                   string
+	metricsAddr, cpuProfile                                string
 	argv                                                   []string        // exec's command
 	given                                                  map[string]bool // the flags given, by name
 }
@@ -84,6 +85,7 @@ func (o *serveOptions) define(fs *flagSet) {
 	fs.DurationVar(&o.proxyTimeout, "proxy-protocol-timeout", proxy.DefaultTimeout, "with --proxy-protocol, how long a connection has to send its whole header, in as many pieces as it likes")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate `file` (PEM); with --tls-key")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "the TLS certificate's key `file` (PEM)")
+	fs.StringVar(&o.clientCA, "client-ca", "", "with --tls-cert, require each client to present a certificate signed by one in this PEM `file` (as made by 'tcpkit cert')")
 	fs.DurationVar(&o.tlsTimeout, "tls-handshake-timeout", tlsHandshakeTimeout, "with --tls-cert, how long a client has to complete the TLS handshake")
 	fs.StringVar(&o.metricsAddr, "metrics", "", "serve Prometheus metrics on /metrics and health on /healthz at this `address` (host:port)")
 	fs.StringVar(&o.logFormat, "log-format", "seed", "per-connection lines: seed (the tutorial's), or text or json (log/slog records with the connection id)")
@@ -109,8 +111,8 @@ func (o *serveOptions) check() error {
 		return errors.New("give both --tls-cert and --tls-key, or neither")
 	case o.tlsTimeout <= 0:
 		return errors.New("--tls-handshake-timeout must be positive")
-	case o.given["tls-handshake-timeout"] && o.tlsCert == "":
-		return errors.New("--tls-handshake-timeout goes with --tls-cert and --tls-key")
+	case (o.given["tls-handshake-timeout"] || o.clientCA != "") && o.tlsCert == "":
+		return errors.New("--tls-handshake-timeout and --client-ca go with --tls-cert and --tls-key")
 	case (o.proxyFrom != "" || o.given["proxy-protocol-from"] || o.given["proxy-protocol-timeout"]) && !o.proxy:
 		return errors.New("--proxy-protocol-from and --proxy-protocol-timeout go with --proxy-protocol")
 	case o.proxyTimeout <= 0:
@@ -259,7 +261,7 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 		steps = append(steps, proxyHandshake(&proxy.Policy{From: from, Timeout: o.proxyTimeout}))
 	}
 	if o.tlsCert != "" {
-		cfg, err := serverTLS(o.tlsCert, o.tlsKey)
+		cfg, err := serverTLS(o.tlsCert, o.tlsKey, o.clientCA)
 		if err != nil {
 			return nil, err
 		}
