@@ -62,7 +62,11 @@ func (cl *client) loop(ctx context.Context, c *tcpkit.Conn, msg []byte, interval
 		before = cl.chunks.Load()
 		if _, err := c.Write(msg); err != nil {
 			cl.out.Close() // the lines before the error come first
-			fmt.Fprintf(stderr, "tcpkit connect: cannot send %q: %s\n", msg, explainBroken(err, "server"))
+			why := fmt.Sprintf("cannot send %q: %s", msg, explainBroken(err, "server"))
+			if alert := tlsAlert(err); alert != "" {
+				why = alert // the server refused the session: the same line whether a send or a read saw it first
+			}
+			fmt.Fprintf(stderr, "tcpkit connect: %s\n", why)
 			return false
 		}
 		sent++
