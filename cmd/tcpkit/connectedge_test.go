@@ -36,7 +36,7 @@ func TestConnectCountNotReachedCLI(t *testing.T) {
 			io.ReadFull(c, make([]byte, len("testing~")))
 			c.Close()
 		})
-		code, out, errOut := runTcpkit(t, "connect", "--count", "2", "--interval", "50ms", addr(port))
+		code, out, errOut := runTcpkit(t, "connect", "--count", "2", "--interval", "300ms", addr(port)) // the reply comes well before the second send
 		checkExit(t, "connect --count 2", code, exitBroken)
 		checkLines(t, "its stdout", out, []string{"connect to server!", "receive: test", "disconnected."})
 		checkLines(t, "its stderr", errOut, []string{"tcpkit connect: the server ended the connection without replying to send 2 of --count 2"})
