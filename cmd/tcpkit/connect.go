@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,11 +41,12 @@ Examples:
   tcpkit connect 6379 --send 'PING\r\n' --expect '+PONG' --within 2s
   tcpkit connect --unix /tmp/tcpkit.sock -
 
-Exit codes: 0 done (--count reached, the server ended after standard
-input, the check matched, or Ctrl-C); 1 could not connect, or the check
-failed; 2 bad flag or argument; 3 the connection broke (a send failed
-after the server ended it, or a reset); 4 --timeout passed with nothing
-received.
+Exit codes: 0 done (--count reached: N sends and a reply after the
+last; the server ended after standard input; the check matched; or
+Ctrl-C); 1 could not connect, or the check failed; 2 bad flag or
+argument; 3 the connection broke (a send failed after the server ended
+it, a reset, or the server ended it before the reply to the last
+--count send); 4 --timeout passed with nothing received.
 
 Flags:
 `
@@ -57,22 +59,21 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := newFlagSet("connect", connectUsage, stdout)
 	message := fs.String("message", "testing~", "the `text` to send each time")
 	interval := fs.Duration("interval", time.Second, "time between sends; the first goes at once")
-	count := fs.Int("count", 0, "stop after `N` sends, once the last reply arrived or the server ended (0: never stop)")
+	count := fs.Int("count", 0, "stop after `N` sends, once a reply to the last arrived; exit 3 if the server ends before it (0: never stop)")
 	timeout := fs.Duration("timeout", 0, "print \"connection timeout.\" and exit 4 after this `duration` with nothing received (0: wait forever)")
 	useStdin := fs.Bool("stdin", false, "send standard input and print what comes back, byte for byte (as the argument -)")
 	noHalfClose := fs.Bool("no-half-close", false, "at the end of standard input close at once, instead of sending a FIN and reading on")
 	send := fs.String("send", "", "`bytes` to send (escapes \\n \\r \\t \\\\ \\0 \\xHH); with no --expect, print what comes back")
-	expect := fs.String("expect", "", "succeed once the received bytes contain these `bytes` (same escapes)")
-	expectRe := fs.String("expect-re", "", "succeed once the received bytes match this `regexp`")
+	expect := fs.String("expect", "", "succeed once the received bytes contain these `bytes` (same escapes); not with --expect-re")
+	expectRe := fs.String("expect-re", "", "succeed once the received bytes match this `regexp`; not with --expect")
 	within := fs.Duration("within", 5*time.Second, "how long --expect and --expect-re wait, from the start")
-	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "give up connecting after this `duration`")
+	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "give up connecting after this `duration`, the TLS handshake included")
 	unixPath := fs.String("unix", "", "connect to the Unix socket at `path` instead of TCP")
 	v4 := fs.Bool("4", false, "IPv4 only")
 	v6 := fs.Bool("6", false, "IPv6 only")
 	hexOut := fs.Bool("hex", false, "print received bytes as a hex dump instead of text")
-	useTLS := fs.Bool("tls", false, "speak TLS (1.2 or later), verifying the server's certificate")
-	insecure := fs.Bool("insecure", false, "with --tls, do not verify the server's certificate")
-	caFile := fs.String("ca", "", "with --tls, trust the certificates in this PEM `file` (as made by 'tcpkit cert')")
+	var tlsFlags tlsClientFlags
+	tlsFlags.define(fs)
 	sendProxy := fs.String("send-proxy", "", "first send a PROXY protocol header, `v1` or v2, as a load balancer would")
 	proxySrc := fs.String("proxy-src", "", "the client address the PROXY header claims, `IP:PORT` (default: our own)")
 	trace := fs.Bool("trace", false, "print each TCP event on stderr, explained: handshake, data in and out, FINs, resets, close")
@@ -101,14 +102,22 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	case *unixPath != "" && len(pos) > 0:
 		return usageError(stderr, "connect", "give either --unix or HOST:PORT, not both")
 	case *unixPath != "":
+		if err := checkUnixPath(*unixPath); err != nil {
+			return usageError(stderr, "connect", "%v", err)
+		}
 		network, addr = "unix", *unixPath
 	case len(pos) == 1:
 		if addr, err = parseTarget(pos[0]); err != nil {
 			return usageError(stderr, "connect", "%v", err)
 		}
 	}
-	if *interval <= 0 || *count < 0 || *timeout < 0 || *within <= 0 {
+	switch {
+	case *interval <= 0 || *count < 0 || *timeout < 0 || *within <= 0:
 		return usageError(stderr, "connect", "--interval and --within must be positive, --count and --timeout not negative")
+	case *message == "":
+		return usageError(stderr, "connect", "--message is empty: an empty send sends nothing, so no reply would come; give at least one byte")
+	case *expect != "" && *expectRe != "":
+		return usageError(stderr, "connect", "give --expect or --expect-re, not both")
 	}
 	sendBytes, err := unescape(*send)
 	if err != nil {
@@ -119,7 +128,18 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if tr != nil {
 		d.Trace = tr.event
 	}
-	if d.Handshake, err = clientHandshake(addr, *sendProxy, *proxySrc, *useTLS, *insecure, *caFile); err != nil {
+	if err := tlsFlags.check(fs); err != nil {
+		return usageError(stderr, "connect", "%v", err)
+	}
+	tlsCfg, err := tlsFlags.config(addr)
+	if err != nil {
+		return usageError(stderr, "connect", "%v", err)
+	}
+	var negotiated func(tls.ConnectionState)
+	if tlsCfg != nil && len(tlsCfg.NextProtos) > 0 {
+		negotiated = func(st tls.ConnectionState) { fmt.Fprintf(stderr, "tcpkit connect: %s\n", alpnLine(tlsCfg, st)) }
+	}
+	if d.Handshake, err = clientHandshake(*sendProxy, *proxySrc, tlsCfg, negotiated); err != nil {
 		return usageError(stderr, "connect", "%v", err)
 	}
 	switch {
@@ -158,8 +178,9 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 // clientHandshake returns what connect does on a new connection before
-// using it: send a PROXY header, then speak TLS; nil if neither.
-func clientHandshake(addr, sendProxy, proxySrc string, useTLS, insecure bool, caFile string) (func(context.Context, net.Conn) (net.Conn, error), error) {
+// using it: send a PROXY header, then speak TLS (tlsCfg not nil); nil if
+// neither. negotiated, if not nil, gets the TLS session's state.
+func clientHandshake(sendProxy, proxySrc string, tlsCfg *tls.Config, negotiated func(tls.ConnectionState)) (func(context.Context, net.Conn) (net.Conn, error), error) {
 	var steps []func(context.Context, net.Conn) (net.Conn, error)
 	if sendProxy != "" {
 		step, err := proxyHeaderStep(sendProxy, proxySrc)
@@ -168,15 +189,8 @@ func clientHandshake(addr, sendProxy, proxySrc string, useTLS, insecure bool, ca
 		}
 		steps = append(steps, step)
 	}
-	if useTLS {
-		host, _, _ := net.SplitHostPort(addr)
-		cfg, err := clientTLS(host, caFile, insecure)
-		if err != nil {
-			return nil, fmt.Errorf("--ca: %w", err)
-		}
-		steps = append(steps, tlsClientHandshake(cfg))
-	} else if insecure || caFile != "" {
-		return nil, errors.New("--insecure and --ca go with --tls")
+	if tlsCfg != nil {
+		steps = append(steps, tlsClientHandshake(tlsCfg, negotiated))
 	}
 	if proxySrc != "" && sendProxy == "" {
 		return nil, errors.New("--proxy-src goes with --send-proxy")
@@ -239,7 +253,14 @@ type dialer struct {
 	tr *tracer // nil without --trace
 }
 
+// dial connects; the Timeout bounds all of it, TCP's handshake and the
+// Handshake after it (TLS) together.
 func (d *dialer) dial(ctx context.Context, network, addr string, ev tcpkit.Events) (*tcpkit.Conn, error) {
+	if d.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+		defer cancel() // Dial's ctx bounds only the connecting
+	}
 	c, err := d.Dial(ctx, network, addr, ev)
 	if err != nil && d.tr != nil {
 		d.tr.dialFailed(addr, err)

@@ -207,11 +207,23 @@ func (r *docRun) block(id string) docBlock {
 }
 
 // end stops what runs in the background with a ^C, as the operator
-// would, and waits for it.
+// would, waits for it, and checks that it printed the lines its
+// transcript marks as its, in order (among others: a listen line, say).
 func (r *docRun) end() {
 	for _, dp := range r.bg {
 		syscall.Kill(-dp.p.cmd.Process.Pid, syscall.SIGINT)
 		dp.p.wait(r.t, waitFor)
+		out := dp.p.stdout.all()
+		i := 0
+		for _, l := range out {
+			if i < len(dp.c.want) && dp.norm.line(l) == dp.norm.line(dp.c.want[i]) {
+				i++
+			}
+		}
+		if i < len(dp.c.want) {
+			r.t.Errorf("%s: $ %s &\nthe doc shows it printing, in this order:\n  %s\nit printed:\n  %s",
+				dp.where, dp.c.line, strings.Join(dp.c.want, "\n  "), strings.Join(out, "\n  "))
+		}
 	}
 	r.bg = nil
 }

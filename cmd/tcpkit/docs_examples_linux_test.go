@@ -51,6 +51,16 @@ var docRunners = map[string]func(r *docRun){
 		r.session("exec-grace-client")
 		srv.interrupt(r.t)
 	},
+	"connect-count":         func(r *docRun) { r.session("connect-count") },
+	"connect-empty-message": func(r *docRun) { r.session("connect-empty-message") },
+	"connect-checks":        func(r *docRun) { r.session("connect-checks") },
+	"proxy-header":          func(r *docRun) { r.session("proxy-header") },
+	"proxy-pieces":          func(r *docRun) { r.session("proxy-pieces") },
+	"tls-serve":             func(r *docRun) { r.session("tls-serve") },
+	"tls-sni":               func(r *docRun) { r.session("tls-sni") },
+	"tls-client-cert":       func(r *docRun) { r.session("tls-client-cert") },
+	"tls-timeout":           func(r *docRun) { r.session("tls-timeout") },
+	"cert-files":            func(r *docRun) { r.session("cert-files") },
 	"deploy-reuseport": func(r *docRun) {
 		r.session("deploy-reuseport")
 		for _, dp := range r.bg {

@@ -158,14 +158,33 @@ type docCmd struct {
 	want        []string // printed before ^C, or all it printed
 	after       []string // printed after ^C
 	interrupted bool     // a ^C line ends it
-	background  bool     // "&": it runs on, printing nothing here
+	background  bool     // "&": it runs on; want are the lines marked as its
 }
 
-// parseTranscript splits a console block into its commands.
+// bgLineRe is a line a background command prints into the terminal,
+// marked with its name: "connect address : ...    # serve".
+var bgLineRe = regexp.MustCompile(`^(.*?)\s{2,}# ([a-z]+)$`)
+
+// parseTranscript splits a console block into its commands. A line marked
+// "# NAME" is one the last background "tcpkit NAME" printed meanwhile, as
+// a terminal shows it.
 func parseTranscript(t testing.TB, b docBlock) []*docCmd {
 	t.Helper()
 	var cmds []*docCmd
 	for _, l := range b.text {
+		if m := bgLineRe.FindStringSubmatch(l); m != nil {
+			var bg *docCmd
+			for _, c := range cmds {
+				if c.background && strings.HasPrefix(c.line, "tcpkit "+m[2]+" ") {
+					bg = c
+				}
+			}
+			if bg == nil {
+				t.Fatalf("%s: %q is marked as printed by %s, but no tcpkit %s runs in the background before it", b.where(), l, m[2], m[2])
+			}
+			bg.want = append(bg.want, m[1])
+			continue
+		}
 		if rest, ok := strings.CutPrefix(l, "$ "); ok {
 			c := &docCmd{line: rest}
 			if s, ok := strings.CutSuffix(rest, " &"); ok {
@@ -180,7 +199,7 @@ func parseTranscript(t testing.TB, b docBlock) []*docCmd {
 		c := cmds[len(cmds)-1]
 		switch {
 		case c.background:
-			t.Fatalf("%s: %q runs in the background and prints nothing here, yet %q follows it", b.where(), c.line, l)
+			t.Fatalf("%s: %q runs in the background, yet %q follows it unmarked: mark the lines it prints with \"  # NAME\"", b.where(), c.line, l)
 		case l == "^C":
 			if c.interrupted {
 				t.Fatalf("%s: two ^C after %q", b.where(), c.line)

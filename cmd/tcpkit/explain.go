@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -24,6 +27,14 @@ var errnoNames = map[syscall.Errno]string{
 	syscall.ENETUNREACH:   "ENETUNREACH",
 	syscall.EHOSTUNREACH:  "EHOSTUNREACH",
 	syscall.ECONNABORTED:  "ECONNABORTED",
+	syscall.EPERM:         "EPERM",
+	syscall.ENOENT:        "ENOENT",
+	syscall.ENOTDIR:       "ENOTDIR",
+	syscall.EISDIR:        "EISDIR",
+	syscall.EEXIST:        "EEXIST",
+	syscall.EROFS:         "EROFS",
+	syscall.ENOSPC:        "ENOSPC",
+	syscall.EINVAL:        "EINVAL",
 }
 
 // errnoOf returns the system error inside err and its C name.
@@ -36,6 +47,25 @@ func errnoOf(err error) (syscall.Errno, string) {
 		return errno, fmt.Sprintf("errno %d", int(errno))
 	}
 	return 0, ""
+}
+
+// explainPathErr says what a file system call's error was, with the
+// errno's name, without Go's "open PATH:" prefix: the caller names the
+// path.
+func explainPathErr(err error) string {
+	var pe *fs.PathError
+	var le *os.LinkError
+	inner := err
+	switch {
+	case errors.As(err, &pe):
+		inner = pe.Err
+	case errors.As(err, &le):
+		inner = le.Err
+	}
+	if errno, name := errnoOf(inner); name != "" {
+		return fmt.Sprintf("%v (%s)", errno, name)
+	}
+	return inner.Error()
 }
 
 // explainBroken says in plain words why a send failed or an open
@@ -57,6 +87,8 @@ func explainBroken(err error, peer string) string {
 		return strings.TrimPrefix(err.Error(), "tcpkit: ") + " (--write-timeout)"
 	case errors.Is(err, tcpkit.ErrEndTimeout):
 		return strings.TrimPrefix(err.Error(), "tcpkit: ") + " after the connection was ended, so it was cut"
+	case tlsAlert(err) != "":
+		return tlsAlert(err)
 	case name != "":
 		return fmt.Sprintf("%v (%s)", errno, name)
 	}
@@ -75,7 +107,9 @@ func explainDial(addr string, err error) string {
 		return fmt.Sprintf("cannot connect to %s: cannot look up %q: %v", addr, dnsErr.Name, dnsErr.Err)
 	case errno == syscall.ECONNREFUSED:
 		return fmt.Sprintf("cannot connect to %s: connection refused, nothing is listening there (ECONNREFUSED)", addr)
-	case errors.Is(err, os.ErrDeadlineExceeded), errno == syscall.ETIMEDOUT:
+	case isTLSError(err):
+		return fmt.Sprintf("cannot connect to %s: %v", addr, err)
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded), errno == syscall.ETIMEDOUT:
 		return fmt.Sprintf("cannot connect to %s: no answer in time (ETIMEDOUT)", addr)
 	case errors.As(err, &addrErr):
 		return fmt.Sprintf("cannot connect to %s: %s is not an address of the family asked for (-4/-6)", addr, addrErr.Addr)
@@ -85,10 +119,15 @@ func explainDial(addr string, err error) string {
 	return fmt.Sprintf("cannot connect to %s: %v", addr, err)
 }
 
-// explainListen says in plain words why listening on addr failed.
-func explainListen(addr string, port int, err error) string {
+// explainListen says in plain words why listening on addr failed. flag
+// is the option that chose the address, for the advice ("--port").
+func explainListen(addr, flag string, err error) string {
 	var dnsErr *net.DNSError
 	errno, name := errnoOf(err)
+	port := 0
+	if _, p, perr := net.SplitHostPort(addr); perr == nil {
+		port, _ = strconv.Atoi(p)
+	}
 	switch {
 	case errors.As(err, &dnsErr):
 		return fmt.Sprintf("cannot listen on %s: unknown host %q", addr, dnsErr.Name)
@@ -97,7 +136,11 @@ func explainListen(addr string, port int, err error) string {
 		if h := portHolder(port); h != "" {
 			who = h
 		}
-		return fmt.Sprintf("cannot listen on %s: port %d is already in use by %s (EADDRINUSE); pick another with --port", addr, port, who)
+		advice := "pick another with " + flag
+		if flag != "--port" {
+			advice = "pick another address with " + flag
+		}
+		return fmt.Sprintf("cannot listen on %s: port %d is already in use by %s (EADDRINUSE); %s", addr, port, who, advice)
 	case errno == syscall.EACCES:
 		return fmt.Sprintf("cannot listen on %s: permission denied, ports below 1024 need root (EACCES)", addr)
 	case errno == syscall.EADDRNOTAVAIL:

@@ -558,7 +558,7 @@ func TestTLSCLI(t *testing.T) {
 	t.Run("usage", func(t *testing.T) {
 		code, _, errOut := runTcpkit(t, "connect", "--insecure", "--count", "1", addr(port))
 		checkExit(t, "connect --insecure without --tls", code, exitUsage)
-		checkOneLine(t, "its stderr", errOut, "--insecure and --ca go with --tls")
+		checkOneLine(t, "its stderr", errOut, "--insecure, --ca, --sni, --cert, --key and --alpn go with --tls")
 		code, _, errOut = runTcpkit(t, "serve", "--port", "0", "--tls-cert", cert)
 		checkExit(t, "serve --tls-cert without --tls-key", code, exitUsage)
 		checkOneLine(t, "its stderr", errOut, "give both --tls-cert and --tls-key, or neither")
@@ -817,11 +817,12 @@ func TestSendProxyCLI(t *testing.T) {
 		srv.waitLine(t, "testing~", waitFor)
 	}
 
-	// The seed's client straight to the server: no header.
+	// The seed's client straight to the server: no header. The server
+	// ends the connection without a reply, so --count 1 is not reached.
 	code, out, errOut := runTcpkit(t, "connect", "--count", "1", addr(port))
-	checkExit(t, "plain connect", code, exitOK)
+	checkExit(t, "plain connect", code, exitBroken)
 	checkLines(t, "plain connect stdout", out, []string{"connect to server!", "disconnected."})
-	checkLines(t, "plain connect stderr", errOut, nil)
+	checkLines(t, "plain connect stderr", errOut, []string{"tcpkit connect: the server ended the connection without replying to send 1 of --count 1"})
 	soRejected(t, srv, port, "no PROXY protocol header: the connection did not come through the load balancer")
 	// The same from a Go client, to see the exact address in the line.
 	local, got, err := soExchange(addr(port))
@@ -857,7 +858,7 @@ func TestSendProxyUsageCLI(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"serve", "--port", "0", "--proxy-protocol-from", "10.0.0.0/8"}, "tcpkit serve: --proxy-protocol-from goes with --proxy-protocol (run 'tcpkit serve -h' for help)"},
+		{[]string{"serve", "--port", "0", "--proxy-protocol-from", "10.0.0.0/8"}, "tcpkit serve: --proxy-protocol-from and --proxy-protocol-timeout go with --proxy-protocol (run 'tcpkit serve -h' for help)"},
 		{[]string{"serve", "--port", "0", "--proxy-protocol", "--proxy-protocol-from", "10.0.0.0/8,bogus"}, `tcpkit serve: --proxy-protocol-from: "bogus" is not a CIDR or an IP address (run 'tcpkit serve -h' for help)`},
 		{[]string{"connect", "--send-proxy", "v3", "5000"}, `tcpkit connect: --send-proxy "v3": use v1 or v2 (run 'tcpkit connect -h' for help)`},
 		{[]string{"connect", "--send-proxy", "v1", "--proxy-src", "bogus", "5000"}, `tcpkit connect: --proxy-src "bogus": want IP:PORT (run 'tcpkit connect -h' for help)`},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"tcpkit"
@@ -13,15 +14,17 @@ import (
 // client prints what the seed's client prints and tells loop that data
 // arrived.
 type client struct {
-	out  *lineWriter
-	hex  bool
-	data chan struct{} // a token per burst of received data
+	out    *lineWriter
+	hex    bool
+	data   chan struct{} // a token per burst of received data
+	chunks atomic.Int64  // chunks received so far
 }
 
 func (cl *client) events() tcpkit.Events {
 	return tcpkit.Events{
 		OnConnect: func(c *tcpkit.Conn) { cl.out.line("connect to server!") },
 		OnData: func(c *tcpkit.Conn, p []byte) {
+			cl.chunks.Add(1) // before the token: loop may look at once
 			if cl.hex {
 				cl.out.line("receive: ", strconv.Itoa(len(p)), " bytes")
 				cl.out.hexDump(p)
@@ -39,7 +42,9 @@ func (cl *client) events() tcpkit.Events {
 
 // loop sends msg every interval, as the seed's setInterval does, until
 // count is reached, a send fails, the server falls silent for timeout, or
-// ctx is done.
+// ctx is done. The count is reached when count messages were sent and
+// data came after the last (a reply): a server that ends the connection
+// before that is a broken exchange, exitBroken.
 func (cl *client) loop(ctx context.Context, c *tcpkit.Conn, msg []byte, interval time.Duration, count int, timeout time.Duration, stderr io.Writer) int {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -52,10 +57,16 @@ func (cl *client) loop(ctx context.Context, c *tcpkit.Conn, msg []byte, interval
 	}
 	closed := c.Done()
 	sent := 0
+	var before int64 // chunks received before the last send
 	send := func() bool {
+		before = cl.chunks.Load()
 		if _, err := c.Write(msg); err != nil {
 			cl.out.Close(closeWait) // the lines before the error come first
-			fmt.Fprintf(stderr, "tcpkit connect: cannot send %q: %s\n", msg, explainBroken(err, "server"))
+			why := fmt.Sprintf("cannot send %q: %s", msg, explainBroken(err, "server"))
+			if alert := tlsAlert(err); alert != "" {
+				why = alert // the server refused the session: the same line whether a send or a read saw it first
+			}
+			fmt.Fprintf(stderr, "tcpkit connect: %s\n", why)
 			return false
 		}
 		sent++
@@ -89,8 +100,13 @@ func (cl *client) loop(ctx context.Context, c *tcpkit.Conn, msg []byte, interval
 				fmt.Fprintf(stderr, "tcpkit connect: %s\n", explainBroken(err, "server"))
 				return exitBroken
 			}
-			if done() {
-				return exitOK // the server ended after the last send
+			if done() && cl.chunks.Load() > before {
+				return exitOK // the server ended after its reply to the last send
+			}
+			if done() { // --count is not reached: the last send got no reply
+				cl.out.Close(closeWait)
+				fmt.Fprintf(stderr, "tcpkit connect: the server ended the connection without replying to send %d of --count %d\n", sent, count)
+				return exitBroken
 			}
 			// As in the seed: the server has ended the connection, and
 			// the next send will fail and say so.

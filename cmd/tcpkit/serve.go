@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -56,8 +58,11 @@ type serveOptions struct {
 	idle, readTimeout, writeTimeout, drain, drainDelay     time.Duration
 	execGrace                                              time.Duration
 	proxy                                                  bool
-	proxyFrom, tlsCert, tlsKey, metricsAddr, cpuProfile    string
-	argv                                                   []string // exec's command
+	proxyTimeout, tlsTimeout                               time.Duration
+	proxyFrom, tlsCert, tlsKey, clientCA                   string
+	metricsAddr, cpuProfile                                string
+	argv                                                   []string        // exec's command
+	given                                                  map[string]bool // the flags given, by name
 }
 
 func (o *serveOptions) define(fs *flagSet) {
@@ -82,9 +87,12 @@ func (o *serveOptions) define(fs *flagSet) {
 	fs.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long open connections get to end cleanly before they are cut")
 	fs.DurationVar(&o.drainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, keep accepting for this `duration` while /healthz says 503, so a load balancer's health checks take the server out first (0: stop at once)")
 	fs.BoolVar(&o.proxy, "proxy-protocol", false, "every connection must start with a PROXY protocol header (v1 or v2) from a load balancer; the client's address is taken from it")
-	fs.StringVar(&o.proxyFrom, "proxy-protocol-from", "", "with --proxy-protocol, the balancers' addresses: comma-separated `CIDRs`; others are rejected (empty: any)")
+	fs.StringVar(&o.proxyFrom, "proxy-protocol-from", "", "with --proxy-protocol, the balancers' addresses: comma-separated `CIDRs`; others are rejected (not given: any peer; an empty entry is an error)")
+	fs.DurationVar(&o.proxyTimeout, "proxy-protocol-timeout", proxy.DefaultTimeout, "with --proxy-protocol, how long a connection has to send its whole header, in as many pieces as it likes")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate `file` (PEM); with --tls-key")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "the TLS certificate's key `file` (PEM)")
+	fs.StringVar(&o.clientCA, "client-ca", "", "with --tls-cert, require each client to present a certificate signed by one in this PEM `file` (as made by 'tcpkit cert')")
+	fs.DurationVar(&o.tlsTimeout, "tls-handshake-timeout", tlsHandshakeTimeout, "with --tls-cert, how long a client has to complete the TLS handshake")
 	fs.StringVar(&o.metricsAddr, "metrics", "", "serve Prometheus metrics on /metrics and health on /healthz at this `address` (host:port)")
 	fs.StringVar(&o.logFormat, "log-format", "seed", "per-connection lines: seed (the tutorial's), or text or json (log/slog records with the connection id)")
 	fs.BoolVar(&o.hex, "hex", false, "print messages as a hex dump instead of text")
@@ -111,14 +119,24 @@ func (o *serveOptions) check() error {
 		return errors.New("--max-message and --drain-timeout must be positive; the limits and timeouts not negative")
 	case (o.tlsCert == "") != (o.tlsKey == ""):
 		return errors.New("give both --tls-cert and --tls-key, or neither")
-	case o.proxyFrom != "" && !o.proxy:
-		return errors.New("--proxy-protocol-from goes with --proxy-protocol")
+	case o.tlsTimeout <= 0:
+		return errors.New("--tls-handshake-timeout must be positive")
+	case (o.given["tls-handshake-timeout"] || o.clientCA != "") && o.tlsCert == "":
+		return errors.New("--tls-handshake-timeout and --client-ca go with --tls-cert and --tls-key")
+	case (o.proxyFrom != "" || o.given["proxy-protocol-from"] || o.given["proxy-protocol-timeout"]) && !o.proxy:
+		return errors.New("--proxy-protocol-from and --proxy-protocol-timeout go with --proxy-protocol")
+	case o.proxyTimeout <= 0:
+		return errors.New("--proxy-protocol-timeout must be positive")
 	case o.v4 && o.v6:
 		return errors.New("-4 and -6 exclude each other")
 	case o.logFormat != "seed" && o.logFormat != "text" && o.logFormat != "json":
 		return fmt.Errorf("--log-format %q: use seed, text or json", o.logFormat)
+	case o.metricsAddr != "" && !validHostPort(o.metricsAddr):
+		return fmt.Errorf("--metrics %q: want HOST:PORT, such as 127.0.0.1:9100", o.metricsAddr)
 	case o.unix != "" && (o.reuseport || o.proxy):
 		return errors.New("--unix does not go with --reuseport or --proxy-protocol")
+	case o.unix != "":
+		return checkUnixPath(o.unix)
 	}
 	return nil
 }
@@ -132,6 +150,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return flagExit(err)
 	}
 	o.argv = pos
+	o.given = make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { o.given[f.Name] = true })
 	if err := o.check(); err != nil {
 		return usageError(stderr, "serve", "%v", err)
 	}
@@ -181,7 +201,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		mln, err := net.Listen("tcp", o.metricsAddr)
 		if err != nil {
 			ln.Close()
-			fmt.Fprintf(stderr, "tcpkit serve: --metrics: %s\n", explainListen(o.metricsAddr, 0, err))
+			fmt.Fprintf(stderr, "tcpkit serve: --metrics: %s\n", explainListen(o.metricsAddr, "--metrics", err))
 			return exitFail
 		}
 		mctx, stop := context.WithCancel(context.Background())
@@ -262,18 +282,20 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 	// Before a connection is served: its PROXY header, then TLS.
 	var steps []func(net.Conn) (net.Conn, error)
 	if o.proxy {
-		from, err := proxy.ParseFrom(strings.Split(o.proxyFrom, ","))
-		if err != nil {
-			return nil, nil, fmt.Errorf("--proxy-protocol-from: %w", err)
+		var from []netip.Prefix // none given: any peer
+		if o.proxyFrom != "" || o.given["proxy-protocol-from"] {
+			if from, err = proxy.ParseFrom(o.proxyFrom); err != nil {
+				return nil, nil, fmt.Errorf("--proxy-protocol-from: %w", err)
+			}
 		}
-		steps = append(steps, (&proxy.Policy{From: from}).Handshake)
+		steps = append(steps, proxyHandshake(&proxy.Policy{From: from, Timeout: o.proxyTimeout}))
 	}
 	if o.tlsCert != "" {
-		cfg, err := serverTLS(o.tlsCert, o.tlsKey)
+		cfg, err := serverTLS(o.tlsCert, o.tlsKey, o.clientCA)
 		if err != nil {
 			return nil, nil, err
 		}
-		steps = append(steps, tlsServerHandshake(cfg))
+		steps = append(steps, tlsServerHandshake(cfg, o.tlsTimeout))
 	}
 	if len(steps) > 0 {
 		srv.Handshake = func(nc net.Conn) (net.Conn, error) {
@@ -289,14 +311,30 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 	return srv, children, nil
 }
 
+// validHostPort reports whether s is HOST:PORT with a port number (0 to
+// 65535); HOST may be empty, for every interface.
+func validHostPort(s string) bool {
+	_, p, err := net.SplitHostPort(s)
+	n, perr := strconv.Atoi(p)
+	return err == nil && perr == nil && n >= 0 && n <= 65535
+}
+
+// proxyHandshake is p's Handshake, whose slow-header error names the
+// flag that sets the time allowed.
+func proxyHandshake(p *proxy.Policy) func(net.Conn) (net.Conn, error) {
+	return func(nc net.Conn) (net.Conn, error) {
+		c, err := p.Handshake(nc)
+		if errors.Is(err, proxy.ErrSlowHeader) {
+			err = fmt.Errorf("%w (--proxy-protocol-timeout)", err)
+		}
+		return c, err
+	}
+}
+
 // listen opens o's listener.
 func (o *serveOptions) listen(ctx context.Context) (net.Listener, error) {
 	if o.unix != "" {
-		ln, err := listenUnix(ctx, o.unix)
-		if err != nil {
-			return nil, fmt.Errorf("cannot listen on %s: %w", o.unix, err)
-		}
-		return ln, nil
+		return listenUnix(ctx, o.unix) // its errors say "cannot listen on PATH: why"
 	}
 	network, err := family(o.v4, o.v6)
 	if err != nil {
@@ -309,7 +347,7 @@ func (o *serveOptions) listen(ctx context.Context) (net.Listener, error) {
 	}
 	ln, err := lc.Listen(ctx, network, addr)
 	if err != nil {
-		return nil, errors.New(explainListen(addr, o.port, err))
+		return nil, errors.New(explainListen(addr, "--port", err))
 	}
 	return ln, nil
 }

@@ -7,11 +7,14 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -35,6 +38,10 @@ var (
 
 	// ErrBadHeader: the header was there but malformed.
 	ErrBadHeader = errors.New("bad PROXY protocol header")
+
+	// ErrSlowHeader: a header had started, but the rest of it did not
+	// arrive within the Policy's Timeout.
+	ErrSlowHeader = errors.New("incomplete PROXY protocol header")
 )
 
 // A Policy says who may send PROXY headers. With the policy on, every
@@ -44,16 +51,19 @@ type Policy struct {
 	// From lists the peers (balancers) allowed to connect and send the
 	// header. Empty means any peer.
 	From []netip.Prefix
-	// Timeout bounds reading the header. Zero means DefaultTimeout.
+	// Timeout bounds reading the whole header, however many pieces it
+	// comes in. Zero means DefaultTimeout.
 	Timeout time.Duration
 }
 
-// ParseFrom parses a comma-separated list of CIDRs or addresses.
-func ParseFrom(list []string) ([]netip.Prefix, error) {
+// ParseFrom parses a comma-separated list of CIDRs or addresses. An
+// empty entry is an error, the empty list too: From empty means any peer,
+// and a list that came out empty by mistake must not open the door.
+func ParseFrom(list string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range list {
+	for _, s := range strings.Split(list, ",") {
 		if s = strings.TrimSpace(s); s == "" {
-			continue
+			return nil, fmt.Errorf("%q has an empty entry: list CIDRs or IP addresses, comma-separated, such as 10.0.0.0/8,192.0.2.7", list)
 		}
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -72,25 +82,30 @@ func ParseFrom(list []string) ([]netip.Prefix, error) {
 // serve, whose RemoteAddr and LocalAddr are the client's and the address
 // it connected to, as the header says. A LOCAL header (a balancer's
 // health check) keeps nc's own addresses. It fits tcpkit.Server.Handshake.
+//
+// The header may arrive in any number of pieces: all of it must arrive
+// within the Timeout, counted from the start of the Handshake.
 func (p *Policy) Handshake(nc net.Conn) (net.Conn, error) {
 	if !p.allowed(nc.RemoteAddr()) {
 		return nil, ErrPeerNotAllowed
 	}
-	timeout := p.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
+	timeout := p.timeout()
 	nc.SetReadDeadline(time.Now().Add(timeout))
-	br := bufio.NewReaderSize(nc, 256) // a v2 header with TLVs fits; more data is passed on
-	h, err := readHeader(br)
+	buf, err := collect(nc)
 	nc.SetReadDeadline(time.Time{})
 	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-		return nil, fmt.Errorf("%w: nothing came within %v", ErrNoHeader, timeout)
+		if len(buf) == 0 {
+			return nil, fmt.Errorf("%w: nothing came within %v", ErrNoHeader, timeout)
+		}
+		return nil, fmt.Errorf("%w: only %d bytes of it came within %v", ErrSlowHeader, len(buf), timeout)
 	}
+	// Any other end of the input (EOF, a reset): the parser says what
+	// the bytes that came are.
+	h, rest, err := parse(buf)
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{Conn: nc, r: br, remote: nc.RemoteAddr(), local: nc.LocalAddr()}
+	c := &conn{Conn: nc, rest: rest, remote: nc.RemoteAddr(), local: nc.LocalAddr()}
 	if h.Command.IsProxy() && h.SourceAddr != nil {
 		c.remote, c.local = h.SourceAddr, h.DestinationAddr
 	}
@@ -98,6 +113,76 @@ func (p *Policy) Handshake(nc net.Conn) (net.Conn, error) {
 		return &tcpConn{conn: c, TCPConn: tc}, nil
 	}
 	return c, nil
+}
+
+func (p *Policy) timeout() time.Duration {
+	if p.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return p.Timeout
+}
+
+// maxV1 is the longest v1 header, CRLF included, as the specification
+// bounds it.
+const maxV1 = 107
+
+// collect reads from r until what it read holds a whole header, or shows
+// that it does not start with one, and returns all it read: the header
+// and whatever came after it in the same reads. A read error ends it.
+func collect(r io.Reader) ([]byte, error) {
+	var buf []byte
+	for {
+		n := missing(buf)
+		if n == 0 {
+			return buf, nil
+		}
+		buf = slices.Grow(buf, max(n, 256))
+		got, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+got]
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// missing returns how many more bytes b needs, at least, before it holds
+// a whole header at its start; 0 when it does, or when it cannot be the
+// start of one (the parser then says what is wrong).
+func missing(b []byte) int {
+	switch {
+	case len(b) == 0:
+		return 1
+	case b[0] == proxyproto.SIGV1[0]: // v1: a line of text
+		if !bytes.HasPrefix(proxyproto.SIGV1, b[:min(len(b), len(proxyproto.SIGV1))]) {
+			return 0
+		}
+		if bytes.IndexByte(b[:min(len(b), maxV1)], '\n') >= 0 || len(b) >= maxV1 {
+			return 0
+		}
+		return 1
+	case b[0] == proxyproto.SIGV2[0]: // v2: 16 bytes, the last two the length of the rest
+		if !bytes.HasPrefix(proxyproto.SIGV2, b[:min(len(b), len(proxyproto.SIGV2))]) {
+			return 0
+		}
+		if len(b) < 16 {
+			return 16 - len(b)
+		}
+		return max(0, 16+int(binary.BigEndian.Uint16(b[14:16]))-len(b))
+	}
+	return 0
+}
+
+// parse parses the header at the start of b and returns it with the
+// bytes that follow it. The parsing is go-proxyproto's: it gets all of b
+// at once, so it never sees a header cut in pieces.
+func parse(b []byte) (*proxyproto.Header, []byte, error) {
+	r := bytes.NewReader(b)
+	br := bufio.NewReaderSize(r, max(len(b), 16))
+	h, err := readHeader(br)
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, b[len(b)-br.Buffered()-r.Len():], nil
 }
 
 // readHeader reads a v1 or v2 header from the start of br.
@@ -133,21 +218,22 @@ func (p *Policy) allowed(a net.Addr) bool {
 	return false
 }
 
-// conn is a connection whose header has been read: reads drain what the
-// header's reader buffered first, and the addresses are the header's.
+// conn is a connection whose header has been read: reads return what
+// came after the header in the same reads first, and the addresses are
+// the header's.
 type conn struct {
 	net.Conn
-	r             *bufio.Reader
+	rest          []byte
 	remote, local net.Addr
 }
 
 func (c *conn) Read(p []byte) (int, error) {
-	if c.r != nil {
-		if c.r.Buffered() > 0 {
-			return c.r.Read(p)
-		}
-		c.r = nil // drained: read the socket directly from now on
+	if len(c.rest) > 0 {
+		n := copy(p, c.rest)
+		c.rest = c.rest[n:]
+		return n, nil
 	}
+	c.rest = nil // drained: read the socket directly from now on
 	return c.Conn.Read(p)
 }
 

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -315,20 +314,28 @@ func TestHandshakeBadHeader(t *testing.T) {
 	}
 }
 
-// A peer that sends nothing, or starts a header and stops, is cut after
-// Policy.Timeout, with ErrNoHeader saying how long it waited.
+// A peer that sends nothing is cut after Policy.Timeout with ErrNoHeader;
+// one that starts a header and stops, with ErrSlowHeader. Each says how
+// long it waited.
 func TestHandshakeTimeout(t *testing.T) {
-	for _, tc := range []struct{ name, wire string }{
-		{"silent", ""},
-		{"partial v1 signature", "PROX"},
-		{"partial v2 signature", "\r\n\r\n"},
+	for _, tc := range []struct{ name, wire, want string }{
+		{"silent", "", "no PROXY protocol header: the connection did not come through the load balancer: nothing came within 100ms"},
+		{"partial v1 signature", "PROX", "incomplete PROXY protocol header: only 4 bytes of it came within 100ms"},
+		{"partial v1 header", "PROXY TCP4 203.0.113.7 198.51.100.1", "incomplete PROXY protocol header: only 35 bytes of it came within 100ms"},
+		{"partial v2 signature", "\r\n\r\n", "incomplete PROXY protocol header: only 4 bytes of it came within 100ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
 			s := handshake(t, &Policy{From: loopback(), Timeout: 100 * time.Millisecond}, []byte(tc.wire), false)
 			d := time.Since(start)
-			if !errors.Is(s.err, ErrNoHeader) || !strings.HasSuffix(s.err.Error(), ": nothing came within 100ms") {
-				t.Fatalf("Handshake = %v, %v; want ErrNoHeader, nothing came within 100ms", s.conn, s.err)
+			if s.err == nil || s.err.Error() != tc.want || s.conn != nil {
+				t.Fatalf("Handshake = %v, %v; want %q", s.conn, s.err, tc.want)
+			}
+			if got, want := errors.Is(s.err, ErrSlowHeader), tc.wire != ""; got != want {
+				t.Errorf("errors.Is(%v, ErrSlowHeader) = %v, want %v", s.err, got, want)
+			}
+			if got, want := errors.Is(s.err, ErrNoHeader), tc.wire == ""; got != want {
+				t.Errorf("errors.Is(%v, ErrNoHeader) = %v, want %v", s.err, got, want)
 			}
 			if d < 100*time.Millisecond || d > waitTime/2 {
 				t.Errorf("Handshake gave up after %v, want about the 100ms Timeout", d)
@@ -409,21 +416,27 @@ func TestWriteHeaderVersion(t *testing.T) {
 }
 
 func TestParseFrom(t *testing.T) {
+	const empty = " has an empty entry: list CIDRs or IP addresses, comma-separated, such as 10.0.0.0/8,192.0.2.7"
 	for _, tc := range []struct {
-		in      []string
+		in      string
 		want    []string
 		wantErr string
 	}{
-		{nil, nil, ""},
-		{[]string{""}, nil, ""}, // strings.Split("", ",")
-		{[]string{"10.0.0.0/8"}, []string{"10.0.0.0/8"}, ""},
-		{[]string{"127.0.0.1"}, []string{"127.0.0.1/32"}, ""},
-		{[]string{"::1"}, []string{"::1/128"}, ""},
-		{[]string{"10.1.2.3/8"}, []string{"10.0.0.0/8"}, ""}, // masked
-		{[]string{"2001:db8::1/32", "", "192.0.2.7"}, []string{"2001:db8::/32", "192.0.2.7/32"}, ""},
-		{[]string{"10.0.0.0/8", "bogus"}, nil, `"bogus" is not a CIDR or an IP address`},
-		{[]string{"10.0.0.0/33"}, nil, `"10.0.0.0/33" is not a CIDR or an IP address`},
-		{[]string{"example.com"}, nil, `"example.com" is not a CIDR or an IP address`},
+		{"10.0.0.0/8", []string{"10.0.0.0/8"}, ""},
+		{"127.0.0.1", []string{"127.0.0.1/32"}, ""},
+		{"::1", []string{"::1/128"}, ""},
+		{"10.1.2.3/8", []string{"10.0.0.0/8"}, ""}, // masked
+		{"2001:db8::1/32, 192.0.2.7", []string{"2001:db8::/32", "192.0.2.7/32"}, ""},
+		{"10.0.0.0/8,bogus", nil, `"bogus" is not a CIDR or an IP address`},
+		{"10.0.0.0/33", nil, `"10.0.0.0/33" is not a CIDR or an IP address`},
+		{"example.com", nil, `"example.com" is not a CIDR or an IP address`},
+		// Fail closed: no empty entry may turn into "any peer".
+		{"", nil, `""` + empty},
+		{",", nil, `","` + empty},
+		{" ", nil, `" "` + empty},
+		{"10.0.0.0/8,", nil, `"10.0.0.0/8,"` + empty},
+		{",10.0.0.0/8", nil, `",10.0.0.0/8"` + empty},
+		{"10.0.0.0/8,,192.0.2.7", nil, `"10.0.0.0/8,,192.0.2.7"` + empty},
 	} {
 		got, err := ParseFrom(tc.in)
 		var gotS []string
@@ -431,7 +444,7 @@ func TestParseFrom(t *testing.T) {
 			gotS = append(gotS, p.String())
 		}
 		switch {
-		case tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr):
+		case tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr || got != nil):
 			t.Errorf("ParseFrom(%q) = %v, %v; want error %q", tc.in, gotS, err, tc.wantErr)
 		case tc.wantErr == "" && (err != nil || !slices.Equal(gotS, tc.want)):
 			t.Errorf("ParseFrom(%q) = %q, %v; want %q", tc.in, gotS, err, tc.want)
@@ -439,8 +452,10 @@ func TestParseFrom(t *testing.T) {
 	}
 }
 
-// readHeader never panics, says ErrNoHeader or ErrBadHeader when it
-// fails, and after a header leaves exactly the bytes that followed it.
+// The header's reader never panics, says ErrNoHeader or ErrBadHeader
+// when it fails, and after a header leaves exactly the bytes that
+// followed it. Cut in two at any offset, the input gives the same result
+// as in one piece.
 func FuzzReadHeader(f *testing.F) {
 	f.Add([]byte("PROXY TCP4 203.0.113.7 198.51.100.1 40000 5000\r\ntesting~"))
 	f.Add([]byte("PROXY TCP6 2001:db8::7 2001:db8::1 40000 5000\r\n"))
@@ -454,32 +469,211 @@ func FuzzReadHeader(f *testing.F) {
 		f.Add(b.Bytes())
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		br := bufio.NewReaderSize(bytes.NewReader(data), 256)
-		h, err := readHeader(br)
+		h, rest, err := parse(data)
 		if err != nil {
 			if h != nil {
-				t.Fatalf("readHeader returned a header and %v", err)
+				t.Fatalf("parse returned a header and %v", err)
 			}
 			if !errors.Is(err, ErrNoHeader) && !errors.Is(err, ErrBadHeader) {
-				t.Fatalf("readHeader error %v is neither ErrNoHeader nor ErrBadHeader", err)
+				t.Fatalf("parse error %v is neither ErrNoHeader nor ErrBadHeader", err)
 			}
 			if len(data) > 0 && data[0] != 'P' && data[0] != '\r' && !errors.Is(err, ErrNoHeader) {
 				t.Fatalf("data starting with %q: %v, want ErrNoHeader", data[0], err)
 			}
-			return
+		} else {
+			if h == nil {
+				t.Fatal("parse returned neither a header nor an error")
+			}
+			if !bytes.HasSuffix(data, rest) {
+				t.Fatalf("after the header: %q, not the end of the input %q", rest, data)
+			}
+			if h.Command.IsProxy() && h.SourceAddr != nil && h.DestinationAddr == nil {
+				t.Fatalf("header with a source and no destination: %+v", h)
+			}
 		}
-		if h == nil {
-			t.Fatal("readHeader returned neither a header nor an error")
-		}
-		rest, err := io.ReadAll(br)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.HasSuffix(data, rest) {
-			t.Fatalf("after the header: %q, not the end of the input %q", rest, data)
-		}
-		if h.Command.IsProxy() && h.SourceAddr != nil && h.DestinationAddr == nil {
-			t.Fatalf("header with a source and no destination: %+v", h)
+		for cut := 0; cut <= min(len(data), 200); cut++ {
+			buf, rerr := collect(&pieces{parts: [][]byte{data[:cut], data[cut:]}})
+			if rerr != nil && rerr != io.EOF {
+				t.Fatalf("cut at %d: collect: %v", cut, rerr)
+			}
+			if !bytes.HasPrefix(data, buf) {
+				t.Fatalf("cut at %d: collect returned %q, not the start of %q", cut, buf, data)
+			}
+			h2, rest2, err2 := parse(buf)
+			switch {
+			case (err == nil) != (err2 == nil), err != nil && err.Error() != err2.Error():
+				t.Fatalf("cut at %d: %v, in one piece: %v", cut, err2, err)
+			case err == nil && !h.EqualsTo(h2):
+				t.Fatalf("cut at %d: header %+v, in one piece: %+v", cut, h2, h)
+			case err == nil && !bytes.HasPrefix(rest, rest2):
+				t.Fatalf("cut at %d: after the header %q, in one piece %q", cut, rest2, rest)
+			}
 		}
 	})
+}
+
+// pieces is a reader that returns its parts one read at a time, then
+// io.EOF: a peer that sends them in separate segments.
+type pieces struct{ parts [][]byte }
+
+func (p *pieces) Read(b []byte) (int, error) {
+	for len(p.parts) > 0 && len(p.parts[0]) == 0 {
+		p.parts = p.parts[1:]
+	}
+	if len(p.parts) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, p.parts[0])
+	p.parts[0] = p.parts[0][n:]
+	return n, nil
+}
+
+// A readCounter is the server's side of a connection that reports the
+// size of each read, so that a test sends the next piece of a header
+// only once the server has read the last: the header then arrives in
+// pieces for certain, not merged in the socket's buffer.
+type readCounter struct {
+	net.Conn
+	reads chan int
+}
+
+func (c *readCounter) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.reads <- n
+	}
+	return n, err
+}
+
+// inPieces connects to a listener on 127.0.0.1, sends pieces one after
+// the other, each once the server has read everything before it, and
+// returns what p.Handshake made of the connection.
+func inPieces(t *testing.T, p *Policy, pieces [][]byte) shake {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nc, err := net.DialTimeout("tcp4", ln.Addr().String(), waitTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := nc.(*net.TCPConn)
+	t.Cleanup(func() { client.Close() })
+	client.SetDeadline(time.Now().Add(waitTime))
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(waitTime))
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	total := 0
+	for _, piece := range pieces {
+		total += len(piece)
+	}
+	rc := &readCounter{Conn: sc, reads: make(chan int, total+1)}
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := p.Handshake(rc)
+		done <- result{c, err}
+	}()
+	deadline := time.NewTimer(waitTime)
+	defer deadline.Stop()
+	var r *result // once the Handshake returned
+	sent, read := 0, 0
+	for i, piece := range pieces {
+		if _, err := client.Write(piece); err != nil {
+			t.Fatalf("writing piece %d: %v", i+1, err)
+		}
+		sent += len(piece)
+		for r == nil && read < sent && i < len(pieces)-1 { // the last piece need not be read whole
+			select {
+			case n := <-rc.reads:
+				read += n
+			case res := <-done:
+				r = &res // the rest is data after the header, or not read at all
+			case <-deadline.C:
+				t.Fatalf("the server read %d of the %d bytes sent within %v", read, sent, waitTime)
+			}
+		}
+	}
+	if r == nil {
+		select {
+		case res := <-done:
+			r = &res
+		case <-deadline.C:
+			sc.Close()
+			<-done
+			t.Fatalf("Handshake did not return within %v", waitTime)
+		}
+	}
+	if r.c != nil {
+		r.c.SetDeadline(time.Now().Add(waitTime))
+	}
+	return shake{conn: r.c, err: r.err, client: client}
+}
+
+// splitAt cuts b into pieces at the offsets given, in increasing order.
+func splitAt(b []byte, offsets ...int) [][]byte {
+	var pieces [][]byte
+	last := 0
+	for _, o := range offsets {
+		pieces = append(pieces, b[last:o])
+		last = o
+	}
+	return append(pieces, b[last:])
+}
+
+// A header that arrives in pieces, within the timeout, is as good as one
+// that arrives whole: cut in two at every offset, and one byte at a
+// time, for v1 and v2, IPv4 and IPv6. The data after it comes through.
+func TestHandshakeHeaderInPieces(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		version  int
+		src, dst string
+	}{
+		{"v1 tcp4", 1, "203.0.113.7:40000", "198.51.100.1:5000"},
+		{"v1 tcp6", 1, "[2001:db8::7]:40000", "[2001:db8::1]:5000"},
+		{"v2 tcp4", 2, "203.0.113.7:40000", "198.51.100.1:5000"},
+		{"v2 tcp6", 2, "[2001:db8::7]:40000", "[2001:db8::1]:5000"},
+	} {
+		h := header(t, tc.version, tc.src, tc.dst)
+		check := func(t *testing.T, s shake) {
+			t.Helper()
+			if s.err != nil {
+				t.Fatalf("Handshake: %v", s.err)
+			}
+			if got := s.conn.RemoteAddr().String(); got != tcpAddr(t, tc.src).String() {
+				t.Errorf("RemoteAddr = %s, want the header's source %s", got, tc.src)
+			}
+			if got := s.conn.LocalAddr().String(); got != tcpAddr(t, tc.dst).String() {
+				t.Errorf("LocalAddr = %s, want the header's destination %s", got, tc.dst)
+			}
+			got := make([]byte, len("testing~"))
+			if _, err := io.ReadFull(s.conn, got); err != nil || string(got) != "testing~" {
+				t.Errorf("read after the header: %q, %v; want \"testing~\"", got, err)
+			}
+		}
+		wire := append(slices.Clone(h), "testing~"...)
+		t.Run(tc.name+"/cut in two", func(t *testing.T) {
+			for at := 1; at < len(h); at++ {
+				t.Run("at "+strconv.Itoa(at), func(t *testing.T) {
+					check(t, inPieces(t, &Policy{From: loopback()}, splitAt(wire, at)))
+				})
+			}
+		})
+		t.Run(tc.name+"/byte by byte", func(t *testing.T) {
+			offsets := make([]int, 0, len(h))
+			for at := 1; at <= len(h); at++ {
+				offsets = append(offsets, at)
+			}
+			check(t, inPieces(t, &Policy{From: loopback()}, splitAt(wire, offsets...)))
+		})
+	}
 }
