@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,7 +14,7 @@ import (
 )
 
 const benchUsage = `Usage: tcpkit bench MODE [flags] [HOST:]PORT
-       tcpkit bench merge RESULT.json...
+       tcpkit bench merge [--json] RESULT.json...
 
 Load a TCP server and measure it: exchanges per second, latency from an
 HDR histogram (min, p50, p90, p99, p99.9, max), errors by kind, and the
@@ -28,12 +29,18 @@ Modes:
             (the seed's --keep-open server)
   stream    send chunks as fast as the server takes them (--echo: read
             the echo back); throughput in bytes/s
-  idle      open -c connections and hold them for -d; with --server-pid,
-            the server's memory per connection
+  idle      open -c connections and hold them until -d has passed; with
+            --server-pid, the server's memory per connection
 
 With --rate (or --rate-per-conn) the load is an open loop: exchanges are
 due on a fixed schedule and latency counts from when each was due, so a
 server that stalls shows in the latency instead of slowing the load.
+
+The end of a run is clean: nothing more is sent, the exchanges in flight
+get --drain-timeout to finish, and each connection closes with a FIN.
+The exit code is 0 when the run passed, 1 when no exchange succeeded or
+more failed than --max-errors allows (the summary is printed either way,
+and one line on stderr says why), 2 for a wrong flag or argument.
 
 Examples:
   tcpkit bench pingpong -c 50 -d 10s 5000
@@ -60,6 +67,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	expect := fs.String("expect", "", "the reply each exchange must get: `bytes` (escapes as --message), or a number for its length; anything else is a wrong_reply error")
 	connectTimeout := fs.Duration("connect-timeout", 5*time.Second, "give up a connect after this long (a timeout error)")
 	replyTimeout := fs.Duration("reply-timeout", 5*time.Second, "give up waiting for a reply after this long (a timeout error)")
+	drainTimeout := fs.Duration("drain-timeout", bench.DefaultDrainTimeout, "at the end, how long exchanges in flight get to finish and the server to close after our FIN; what is still in flight then is a timeout error")
+	var maxErr maxErrors
+	fs.Var(&maxErr, "max-errors", "the run fails (exit 1) when more exchanges failed than this: a `count` or a share such as 1%")
 	chunk := fs.Int("chunk", 16<<10, "stream: `bytes` per write")
 	echo := fs.Bool("echo", false, "stream: read the echo back and measure that")
 	serverPID := fs.Int("server-pid", 0, "idle: the server's `PID`, to report its memory per connection")
@@ -95,13 +105,13 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfg := bench.Config{
 		Mode: mode, Addr: addr, Conns: *conns, Duration: *duration, Exchanges: *count, Warmup: *warmup,
 		Rate: *rate, RatePerConn: *ratePerConn, Message: string(msg),
-		ConnectTimeout: *connectTimeout, ReplyTimeout: *replyTimeout,
+		ConnectTimeout: *connectTimeout, ReplyTimeout: *replyTimeout, DrainTimeout: *drainTimeout,
 		ChunkSize: *chunk, Echo: *echo, ServerPID: *serverPID,
 	}
 	if *expect != "" {
 		if n, err := strconv.Atoi(*expect); err == nil {
 			cfg.ExpectLen = n
-		} else if cfg.Expect, err = unescape(*expect); err != nil {
+		} else if cfg.ExpectExact, err = unescape(*expect); err != nil {
 			return usageError(stderr, "bench", "--expect: %v", err)
 		}
 	}
@@ -115,36 +125,81 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *conns < 1 || *chunk < 1 {
 		return usageError(stderr, "bench", "-c and --chunk must be at least 1")
 	}
+	if code := checkBenchConfig(&cfg, stderr); code != exitOK {
+		return code
+	}
+	if code := checkServerPID(&cfg, stderr); code != exitOK {
+		return code
+	}
+	return runBenchCmd(ctx, &cfg, benchOutputs{json: *jsonOut, report: *report, cpuProfile: *cpuProfile, maxErr: &maxErr}, stdout, stderr)
+}
 
-	stopProfile, ok := startCPUProfile(*cpuProfile, stderr)
-	if !ok {
+// checkBenchConfig reports a configuration bench.Run would refuse, in
+// terms of the flags.
+func checkBenchConfig(cfg *bench.Config, stderr io.Writer) int {
+	err := cfg.Check()
+	var fdErr *bench.FDLimitError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &fdErr):
+		return usageError(stderr, "bench", "-c %d needs about %d file descriptors, but the limit is %d (ulimit -n): past it every connect fails with EMFILE; raise the limit (ulimit -n %d) or lower -c to %d",
+			fdErr.Conns, fdErr.Need, fdErr.Limit, (fdErr.Need+1023)/1024*1024, fdErr.MaxConns())
+	}
+	return usageError(stderr, "bench", "%v", err)
+}
+
+// benchOutputs is where a run's results go.
+type benchOutputs struct {
+	json               bool
+	report, cpuProfile string
+	maxErr             *maxErrors
+}
+
+// runBenchCmd runs cfg and reports it: the summary (or JSON) on stdout
+// always, the report file, and the verdict as the exit code.
+func runBenchCmd(ctx context.Context, cfg *bench.Config, out benchOutputs, stdout, stderr io.Writer) int {
+	var report *benchOutput
+	if out.report != "" {
+		var err error
+		if report, err = createOutput("--report", out.report); err != nil {
+			fmt.Fprintf(stderr, "tcpkit bench: %v\n", err)
+			return exitFail
+		}
+		defer report.discard() // after a commit, there is nothing left to discard
+	}
+	stopProfile, err := startProfile(out.cpuProfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "tcpkit bench: %v\n", err)
 		return exitFail
 	}
 	progress := progressLine(stderr)
-	res, err := bench.Run(ctx, cfg, progress)
+	res, err := bench.Run(ctx, *cfg, progress)
 	stopProfile()
 	if progress != nil {
 		fmt.Fprint(stderr, "\r\033[K") // clear the progress line
 	}
 	if err != nil {
-		return usageError(stderr, "bench", "%v", err)
+		fmt.Fprintf(stderr, "tcpkit bench: %v\n", err)
+		return exitFail
 	}
-	if *report != "" {
-		if err := writeReport(*report, res); err != nil {
-			fmt.Fprintf(stderr, "tcpkit bench: %v\n", err)
-			return exitFail
-		}
-	}
-	if *jsonOut {
+	if out.json { // the summary first: a report that fails to write must not lose it
 		res.WriteJSON(stdout)
 	} else {
 		res.WriteText(stdout)
 	}
-	if res.Exchanges == 0 && mode != bench.Idle {
-		fmt.Fprintf(stderr, "tcpkit bench: no exchange succeeded against %s\n", addr)
-		return exitFail
+	code := exitOK
+	if report != nil {
+		if err := report.commit(res.WriteHTML); err != nil {
+			fmt.Fprintf(stderr, "tcpkit bench: %v\n", err)
+			code = exitFail
+		}
 	}
-	return exitOK
+	if why := benchVerdict(res, cfg, out.maxErr, false); why != "" {
+		fmt.Fprintf(stderr, "tcpkit bench: %s\n", why)
+		code = exitFail
+	}
+	return code
 }
 
 // progressLine returns a callback that rewrites one status line on a
@@ -160,45 +215,4 @@ func progressLine(stderr io.Writer) func(bench.Point) {
 	return func(p bench.Point) {
 		fmt.Fprintf(stderr, "\r\033[K%6.1fs  %10d/s  errors %d  p99 %v", p.T, p.Exchanges, p.Errors, time.Duration(p.P99us)*time.Microsecond)
 	}
-}
-
-func writeReport(name string, res *bench.Result) error {
-	f, err := os.Create(name)
-	if err != nil {
-		return err
-	}
-	if err := res.WriteHTML(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// benchMerge adds up results from several machines.
-func benchMerge(files []string, stdout, stderr io.Writer) int {
-	if len(files) < 2 {
-		return usageError(stderr, "bench", "merge needs two or more result files (from --json)")
-	}
-	var results []*bench.Result
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			fmt.Fprintf(stderr, "tcpkit bench merge: %v\n", err)
-			return exitFail
-		}
-		res, err := bench.ReadResult(f)
-		f.Close()
-		if err != nil {
-			fmt.Fprintf(stderr, "tcpkit bench merge: %s: %v\n", name, err)
-			return exitFail
-		}
-		results = append(results, res)
-	}
-	m, err := bench.Merge(results)
-	if err != nil {
-		fmt.Fprintf(stderr, "tcpkit bench merge: %v\n", err)
-		return exitFail
-	}
-	m.WriteJSON(stdout)
-	return exitOK
 }
