@@ -48,3 +48,35 @@ func (m *maxErrors) allowed(attempts int64) int64 {
 	}
 	return m.n
 }
+
+// rateFlag is --rate: exchanges per second, "R", or "START:END" for a
+// ramp from START to END.
+type rateFlag struct {
+	start, end float64 // end is 0 without a ramp
+}
+
+func (r *rateFlag) String() string {
+	if r.end == 0 {
+		if r.start == 0 {
+			return ""
+		}
+		return strconv.FormatFloat(r.start, 'g', -1, 64)
+	}
+	return strconv.FormatFloat(r.start, 'g', -1, 64) + ":" + strconv.FormatFloat(r.end, 'g', -1, 64)
+}
+
+func (r *rateFlag) Set(s string) error {
+	from, to, ramp := strings.Cut(s, ":")
+	start, err := strconv.ParseFloat(from, 64)
+	if err != nil || start < 0 {
+		return fmt.Errorf("%q: give exchanges per second, such as 2000, or START:END for a ramp, such as 100:2000", s)
+	}
+	end := 0.0
+	if ramp {
+		if end, err = strconv.ParseFloat(to, 64); err != nil || end <= 0 {
+			return fmt.Errorf("%q: a ramp's END must be a rate above 0, such as 100:2000", s)
+		}
+	}
+	*r = rateFlag{start: start, end: end}
+	return nil
+}
