@@ -84,7 +84,7 @@ func TestBenchEndsWithoutReset(t *testing.T) {
 		{"oneshot", nil, []string{"oneshot", "-c", "8", "-d", "1s"}},
 		{"stream", []string{"--keep-open"}, []string{"stream", "-c", "4", "-d", "1s"}},
 		{"stream echo", []string{"--mode", "echo"}, []string{"stream", "--echo", "-c", "4", "-d", "1s"}},
-		{"idle", []string{"--keep-open"}, []string{"idle", "-c", "200", "-d", "1s"}},
+		{"idle", []string{"--keep-open"}, []string{"idle", "-c", "1000", "-d", "1s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := serveForBench(t, isolate, append([]string{"--quiet"}, tc.serve...)...)
