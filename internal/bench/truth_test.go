@@ -3,11 +3,13 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Out of file descriptors is its own kind, not "other" (issue 12, item 10).
@@ -122,5 +124,42 @@ func TestReplyRules(t *testing.T) {
 				t.Errorf("done %v, err %v; want done %v, wrong %v", done, err, tt.done, tt.wrong)
 			}
 		})
+	}
+}
+
+// The ramp's schedule: the exchanges due by time t are
+// from·t + (to-from)·t²/(2·ramp) during the ramp, then to per second.
+func TestSchedule(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		cfg      Config
+		slot     int64
+		wantSecs float64
+	}{
+		{"constant", Config{Rate: 1000}, 2500, 2.5},
+		{"ramp up, start", Config{Rate: 200, RateEnd: 2000, Ramp: 4 * time.Second}, 0, 0},
+		{"ramp up, 1 s", Config{Rate: 200, RateEnd: 2000, Ramp: 4 * time.Second}, 425, 1},      // 200 + 225
+		{"ramp up, 2 s", Config{Rate: 200, RateEnd: 2000, Ramp: 4 * time.Second}, 1300, 2},     // 400 + 900
+		{"ramp up, end", Config{Rate: 200, RateEnd: 2000, Ramp: 4 * time.Second}, 4400, 4},     // 800 + 3600
+		{"after the ramp", Config{Rate: 200, RateEnd: 2000, Ramp: 4 * time.Second}, 6400, 5},   // then 2000/s
+		{"from zero", Config{Rate: 0, RateEnd: 1000, Ramp: 2 * time.Second}, 250, 1},           // 500·t²/2
+		{"ramp down", Config{Rate: 1000, RateEnd: 200, Ramp: 2 * time.Second}, 800, 1},         // 1000 - 200
+		{"per connection", Config{RatePerConn: 10, Conns: 4}, 3, 0.3 + 2*0.025},                // connection 2, staggered
+		{"ramp over -d", Config{Rate: 100, RateEnd: 300, Duration: 2 * time.Second}, 150, 1.0}, // 100 + 50
+	} {
+		w := 0
+		if tt.cfg.RatePerConn > 0 {
+			w = 2
+		}
+		got := newSchedule(&tt.cfg).at(tt.slot, w).Seconds()
+		if math.Abs(got-tt.wantSecs) > 1e-6 {
+			t.Errorf("%s: slot %d due at %.6f s, want %.6f s", tt.name, tt.slot, got, tt.wantSecs)
+		}
+	}
+	s := newSchedule(&Config{Rate: 200, RateEnd: 2000, Ramp: 4 * time.Second})
+	for i := int64(1); i < 10000; i++ {
+		if s.at(i, 0) <= s.at(i-1, 0) {
+			t.Fatalf("slot %d is due at %v, not after slot %d at %v", i, s.at(i, 0), i-1, s.at(i-1, 0))
+		}
 	}
 }
