@@ -116,17 +116,12 @@ func (s *Server) serveEpoll(ln net.Listener) error {
 		ln.Close()
 		return err
 	}
-	loops, err := s.trackEpListener(ln, el)
-	if err != nil {
+	if err := s.trackEpListener(ln, el); err != nil {
 		unix.Close(el.fd)
 		ln.Close()
 		return err
 	}
 	defer s.untrackListener(ln)
-	el.left.Store(int32(len(loops)))
-	for _, l := range loops {
-		l.post(task{kind: taskListen, ln: el})
-	}
 	<-el.done
 	return ErrServerClosed
 }
@@ -158,17 +153,18 @@ func dupListener(ln net.Listener) (*epListener, error) {
 	return &epListener{fd: fd, ln: ln, done: make(chan struct{})}, nil
 }
 
-// trackEpListener registers ln and el, starting the loops on first use.
-func (s *Server) trackEpListener(ln net.Listener, el *epListener) ([]*loop, error) {
+// trackEpListener registers ln and el, starting the loops on first use,
+// and has the loops accept on el.
+func (s *Server) trackEpListener(ln net.Listener, el *epListener) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inShutdown.Load() {
-		return nil, ErrServerClosed
+		return ErrServerClosed
 	}
 	if s.ep == nil {
 		ep, err := s.startLoops()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.ep = ep
 	}
@@ -177,7 +173,16 @@ func (s *Server) trackEpListener(ln net.Listener, el *epListener) ([]*loop, erro
 	}
 	s.listeners[ln] = struct{}{}
 	s.ep.listeners[el] = struct{}{}
-	return s.ep.loops, nil
+	// The loops are told under s.mu: a Close or Shutdown that follows
+	// posts its taskUnlisten after this taskListen, and no loop can exit
+	// with the listener's task still waiting. Posted after s.mu, a Close in
+	// between found no listener on the loops to unlisten, they exited, and
+	// el.done was never closed: Serve hung.
+	el.left.Store(int32(len(s.ep.loops)))
+	for _, l := range s.ep.loops {
+		l.post(task{kind: taskListen, ln: el})
+	}
+	return nil
 }
 
 func (s *Server) startLoops() (*epServer, error) {
@@ -279,11 +284,18 @@ func (l *loop) closeFDs() {
 }
 
 // post hands the loop a task, waking it if it sleeps. Tasks posted after
-// the loop exited are dropped: nothing is left for them to act on.
+// the loop exited are dropped: nothing is left for them to act on. But a
+// listener handed to an exited loop (Close set inShutdown, and the loop
+// found nothing to serve, between the loops' start and the listener's
+// task) is let go at once, as the loop would have: Serve waits for every
+// loop to let go of it.
 func (l *loop) post(t task) {
 	l.mu.Lock()
 	if l.exited {
 		l.mu.Unlock()
+		if t.kind == taskListen {
+			l.unlisten(t.ln)
+		}
 		return
 	}
 	l.tasks = append(l.tasks, t)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -216,6 +217,34 @@ func TestConnLimits(t *testing.T) {
 					t.Errorf("after a slot freed up: %v", err)
 				}
 			})
+		}
+	})
+}
+
+// Close right after Serve started, on each engine, many times: Serve
+// returns every time. On the epoll engine a Close between the listener's
+// registration and the loops being told of it used to leave Serve waiting
+// for ever for loops that had exited.
+func TestCloseRightAfterServe(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		for range 300 {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &Server{Engine: e, Loops: 2}
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ln) }()
+			runtime.Gosched()
+			srv.Close()
+			select {
+			case err := <-served:
+				if err != ErrServerClosed {
+					t.Fatalf("Serve: %v, want ErrServerClosed", err)
+				}
+			case <-time.After(waitTime):
+				t.Fatalf("Serve did not return within %v of Close", waitTime)
+			}
 		}
 	})
 }

@@ -48,13 +48,13 @@ func newDocNet(t testing.TB) *docNet {
 }
 
 // command makes the process that runs a transcript's command line in the
-// namespace, with bash, the tcpkit under test first on the PATH, and the
-// line's /tmp/ made the examples' directory.
-func (n *docNet) command(line string) *exec.Cmd {
+// namespace, with bash, the tcpkit under test first on the PATH, the
+// line's /tmp/ made the examples' directory, and env's variables set.
+func (n *docNet) command(line string, env []string) *exec.Cmd {
 	line = strings.ReplaceAll(line, "/tmp/", n.dir+"/")
 	cmd := exec.Command("nsenter", "--net="+n.ns, "--", "bash", "-c", line)
 	cmd.Dir = n.dir
-	cmd.Env = append(slices.Clone(tcpkitEnv()), "PATH="+filepath.Dir(tcpkitBin)+":"+os.Getenv("PATH"))
+	cmd.Env = append(slices.Concat(tcpkitEnv(), env), "PATH="+filepath.Dir(tcpkitBin)+":"+os.Getenv("PATH"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // ^C goes to the whole pipeline
 	cmd.WaitDelay = waitFor
 	return cmd
@@ -68,6 +68,10 @@ type docRun struct {
 	blocks map[string]docBlock
 	bg     []*docProc // running in the background until the run ends
 	code   int        // the last command's exit code, for "echo $?"
+	env    []string   // NAME=PID of the background commands that keep theirs
+	// numbers masks every number of the output: a load generator's
+	// figures are never the same twice.
+	numbers bool
 }
 
 // A docProc is one command of a transcript, started.
@@ -82,7 +86,7 @@ type docProc struct {
 // start starts c and returns it running.
 func (r *docRun) start(c *docCmd, b docBlock, norm docNormalizer) *docProc {
 	r.t.Helper()
-	cmd := r.net.command(c.line)
+	cmd := r.net.command(c.line, r.env)
 	cmd.Stdin = nil // /dev/null: not a pipe, so connect keeps the seed's mode
 	outR, err := cmd.StdoutPipe()
 	if err != nil {
@@ -150,16 +154,20 @@ func (r *docRun) session(id string) {
 	b := r.block(id)
 	cmds := parseTranscript(r.t, b)
 	norm := newDocNormalizer(cmds)
+	norm.all = r.numbers
 	for _, c := range cmds {
 		switch {
 		case c.line == "echo $?":
-			checkTranscript(r.t, b.where(), norm, c, []string{strconv.Itoa(r.code)}, nil)
+			checkTranscript(r.t, b.where(), newDocNormalizer(cmds), c, []string{strconv.Itoa(r.code)}, nil)
 		case c.background:
 			// As a person would, wait for it to say it is up (a server's
 			// listen line) before typing the next command.
 			dp := r.start(c, b, norm)
 			dp.waitLines(r.t, 1)
 			r.bg = append(r.bg, dp)
+			if c.pidVar != "" {
+				r.env = append(r.env, c.pidVar+"="+strconv.Itoa(dp.p.cmd.Process.Pid))
+			}
 		case c.interrupted:
 			r.code = r.start(c, b, norm).interrupt(r.t)
 		default:

@@ -61,6 +61,26 @@ var docRunners = map[string]func(r *docRun){
 	"tls-client-cert":       func(r *docRun) { r.session("tls-client-cert") },
 	"tls-timeout":           func(r *docRun) { r.session("tls-timeout") },
 	"cert-files":            func(r *docRun) { r.session("cert-files") },
+	// docs/bench.md is one session: the servers its first block starts
+	// serve the examples of the blocks after it.
+	"bench-servers": func(r *docRun) {
+		r.session("bench-servers")
+		r.numbers = true
+		for _, id := range benchDocBlocks {
+			r.session(id)
+		}
+	},
+	"bench-pingpong":     func(r *docRun) {}, // with bench-servers
+	"bench-oneshot":      func(r *docRun) {}, // with bench-servers
+	"bench-stream":       func(r *docRun) {}, // with bench-servers
+	"bench-idle":         func(r *docRun) {}, // with bench-servers
+	"bench-refused":      func(r *docRun) {}, // with bench-servers
+	"bench-expect-exact": func(r *docRun) {}, // with bench-servers
+	"bench-message-file": func(r *docRun) {}, // with bench-servers
+	"bench-ramp":         func(r *docRun) {}, // with bench-servers
+	"bench-merge":        func(r *docRun) {}, // with bench-servers
+	"bench-report":       func(r *docRun) {}, // with bench-servers
+	"bench-fdlimit":      func(r *docRun) {}, // with bench-servers
 	"deploy-reuseport": func(r *docRun) {
 		r.session("deploy-reuseport")
 		for _, dp := range r.bg {
@@ -68,3 +88,6 @@ var docRunners = map[string]func(r *docRun){
 		}
 	},
 }
+
+// benchDocBlocks are the examples of docs/bench.md after its servers'.
+var benchDocBlocks = []string{"bench-pingpong", "bench-oneshot", "bench-stream", "bench-idle", "bench-refused", "bench-expect-exact", "bench-message-file", "bench-ramp", "bench-merge", "bench-report", "bench-fdlimit"}

@@ -105,6 +105,9 @@ func (fs *flagSet) explain(err error) string {
 		case bool:
 			return fmt.Sprintf("--%s=%s: use --%s or --%s=false", name, value, name, name)
 		}
+		if strings.HasPrefix(m[3], strconv.Quote(value)) { // the value's own message names it
+			return "--" + name + " " + m[3]
+		}
 		return fmt.Sprintf("--%s %q: %s", name, value, m[3])
 	}
 	return msg

@@ -5,11 +5,9 @@
 package bench
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"time"
 )
 
@@ -46,9 +44,13 @@ type Config struct {
 	Addr  string // host:port
 	Conns int    // concurrent connections; 0 means 1
 
-	// The run stops after Duration, or after Exchanges exchanges, which
-	// ever comes first; at least one of them must be set. Warmup runs the
-	// load first without measuring it.
+	// The run issues exchanges for Duration, or until Exchanges were
+	// issued, whichever comes first; at least one of them must be set.
+	// Every exchange issued in that window counts, whenever it ends:
+	// then the run waits up to DrainTimeout for the exchanges in flight
+	// and closes each connection with a FIN. Warmup runs the load first
+	// without measuring it. In Idle mode Duration is the whole run:
+	// opening the connections, then holding them.
 	Duration  time.Duration
 	Exchanges int64
 	Warmup    time.Duration
@@ -61,21 +63,34 @@ type Config struct {
 	// soon as its previous reply is in (a closed loop).
 	Rate        float64
 	RatePerConn float64
+	// RateEnd, if set, makes Rate a ramp: the rate goes from Rate to
+	// RateEnd in a straight line over Ramp (0: over the whole Duration),
+	// then stays at RateEnd. The ramp starts with the load.
+	RateEnd float64
+	Ramp    time.Duration
 
 	// Message is what each exchange sends; {seq} and {conn} in it are
 	// replaced by the exchange's and the connection's number. Empty means
 	// DefaultMessage.
 	Message string
 
-	// Expect, if set, is the reply each exchange must get, byte for byte;
-	// ExpectLen, if set instead, its length. Anything else counts as a
-	// wrong reply. With neither, the first read that returns data is the
-	// reply (pingpong), or everything until the server's FIN (oneshot).
-	Expect    []byte
-	ExpectLen int
+	// Expect, if set, must appear in each reply; ExpectLen, if set, is
+	// the reply's length; ExpectExact, if set, is the whole reply, byte
+	// for byte (it goes alone). Anything else is a wrong reply. Where a
+	// pingpong reply ends: at ExpectLen or len(ExpectExact) bytes; else,
+	// with Expect, once the bytes since the request contain it; else at
+	// the first read that returns data. Oneshot reads to the server's FIN.
+	Expect      []byte
+	ExpectLen   int
+	ExpectExact []byte
 
-	ConnectTimeout time.Duration // 0 means 5s
+	ConnectTimeout time.Duration // 0 means DefaultConnectTimeout
 	ReplyTimeout   time.Duration // how long a reply may take; 0 means 5s
+	// DrainTimeout is how long the end of the run waits for exchanges in
+	// flight and for the server to close each connection after our FIN;
+	// 0 means DefaultDrainTimeout. What is still in flight then is a
+	// timeout error.
+	DrainTimeout time.Duration
 
 	ChunkSize int  // stream: bytes per write; 0 means 16 KiB
 	Echo      bool // stream: read the echo back and count it
@@ -90,10 +105,19 @@ type Config struct {
 // DefaultMessage is what the seed's client sends.
 const DefaultMessage = "testing~"
 
+// The defaults of Config's zero values. DefaultConnectTimeout is the
+// same as tcpkit connect's.
 const (
-	defaultConnectTimeout = 5 * time.Second
-	defaultReplyTimeout   = 5 * time.Second
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultReplyTimeout   = 5 * time.Second
+	DefaultDrainTimeout   = 2 * time.Second
 	defaultChunk          = 16 << 10
+)
+
+// Bounds of what a run may be asked.
+const (
+	MaxRate        = 10_000_000 // exchanges per second
+	MaxMessageSize = 16 << 20   // bytes
 )
 
 func (c *Config) conns() int { return max(c.Conns, 1) }
@@ -102,14 +126,21 @@ func (c *Config) connectTimeout() time.Duration {
 	if c.ConnectTimeout > 0 {
 		return c.ConnectTimeout
 	}
-	return defaultConnectTimeout
+	return DefaultConnectTimeout
 }
 
 func (c *Config) replyTimeout() time.Duration {
 	if c.ReplyTimeout > 0 {
 		return c.ReplyTimeout
 	}
-	return defaultReplyTimeout
+	return DefaultReplyTimeout
+}
+
+func (c *Config) drainTimeout() time.Duration {
+	if c.DrainTimeout > 0 {
+		return c.DrainTimeout
+	}
+	return DefaultDrainTimeout
 }
 
 func (c *Config) chunkSize() int {
@@ -119,83 +150,52 @@ func (c *Config) chunkSize() int {
 	return defaultChunk
 }
 
-// check reports a configuration that cannot run.
-func (c *Config) check() error {
+// openLoop reports whether exchanges go out on a schedule.
+func (c *Config) openLoop() bool { return c.Rate > 0 || c.RateEnd > 0 || c.RatePerConn > 0 }
+
+// Check reports a configuration that cannot run, in terms of Config's
+// fields; Run checks it too. An *FDLimitError says that Conns is more
+// than this process may open.
+func (c *Config) Check() error {
 	switch {
 	case c.Mode == "":
 		return errors.New("no mode")
 	case c.Duration <= 0 && c.Exchanges <= 0:
-		return errors.New("give a duration (-d) or a number of exchanges (-n)")
-	case c.Conns < 0 || c.Exchanges < 0 || c.Rate < 0 || c.RatePerConn < 0:
-		return errors.New("-c, -n and the rates must not be negative")
-	case c.Rate > 0 && c.RatePerConn > 0:
-		return errors.New("give --rate or --rate-per-conn, not both")
+		return errors.New("give a duration or a number of exchanges")
+	case c.Conns < 0 || c.Exchanges < 0 || c.Rate < 0 || c.RateEnd < 0 || c.RatePerConn < 0 || c.Ramp < 0:
+		return errors.New("connections, exchanges, rates and the ramp must not be negative")
+	case c.Mode == Idle && c.Exchanges > 0:
+		return errors.New("idle holds connections: give a duration, not a number of exchanges")
+	case c.Rate > MaxRate || c.RateEnd > MaxRate || c.RatePerConn > MaxRate:
+		return fmt.Errorf("a rate may be at most %d exchanges per second", MaxRate)
+	case c.openLoop() && c.Mode != PingPong && c.Mode != Oneshot && c.Mode != Stream:
+		return fmt.Errorf("a rate does not apply to %s", c.Mode)
+	case (c.Rate > 0 || c.RateEnd > 0) && c.RatePerConn > 0:
+		return errors.New("give a rate for all connections or per connection, not both")
+	case c.Ramp > 0 && c.RateEnd == 0:
+		return errors.New("a ramp needs an end rate")
+	case c.RateEnd > 0 && c.Ramp == 0 && c.Duration <= 0:
+		return errors.New("a ramp without a duration needs its own length")
+	case c.RateEnd > 0 && c.Duration > 0 && c.Ramp > c.Duration:
+		return fmt.Errorf("the ramp (%v) is longer than the run (%v)", c.Ramp, c.Duration)
 	case c.ExpectLen < 0:
-		return errors.New("--expect length must not be negative")
+		return errors.New("the expected length must not be negative")
+	case c.ExpectExact != nil && (c.Expect != nil || c.ExpectLen > 0):
+		return errors.New("an exact reply goes alone, without a contained text or a length")
+	case len(c.ExpectExact) == 0 && c.ExpectExact != nil, len(c.Expect) == 0 && c.Expect != nil:
+		return errors.New("an expected reply must not be empty")
+	case c.ExpectLen > 0 && len(c.Expect) > c.ExpectLen:
+		return fmt.Errorf("a reply of %d bytes cannot contain %d expected bytes", c.ExpectLen, len(c.Expect))
+	case len(c.Message) > MaxMessageSize:
+		return fmt.Errorf("the message is %d bytes; at most %d", len(c.Message), MaxMessageSize)
 	}
-	return nil
+	return checkFDs(c)
 }
 
-// A message is Config.Message cut at its placeholders, so that each
-// exchange's bytes are appended into a reused buffer without allocating.
-type message struct {
-	parts []string // literal text between placeholders
-	holes []byte   // 's' for {seq}, 'c' for {conn}: holes[i] follows parts[i]
-}
-
-func parseMessage(s string) message {
-	var m message
-	for {
-		i := indexPlaceholder(s)
-		if i < 0 {
-			m.parts = append(m.parts, s)
-			return m
-		}
-		m.parts = append(m.parts, s[:i])
-		if s[i:i+5] == "{seq}" {
-			m.holes = append(m.holes, 's')
-			s = s[i+5:]
-		} else {
-			m.holes = append(m.holes, 'c')
-			s = s[i+6:]
-		}
+// rampLength is how long the ramp lasts.
+func (c *Config) rampLength() time.Duration {
+	if c.Ramp > 0 {
+		return c.Ramp
 	}
-}
-
-func indexPlaceholder(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '{' && (len(s)-i >= 5 && s[i:i+5] == "{seq}" || len(s)-i >= 6 && s[i:i+6] == "{conn}") {
-			return i
-		}
-	}
-	return -1
-}
-
-// static reports whether the message has no placeholders.
-func (m message) static() bool { return len(m.holes) == 0 }
-
-// appendTo appends the message for exchange seq on connection conn.
-func (m message) appendTo(dst []byte, seq int64, conn int) []byte {
-	for i, p := range m.parts {
-		dst = append(dst, p...)
-		if i < len(m.holes) {
-			if m.holes[i] == 's' {
-				dst = strconv.AppendInt(dst, seq, 10)
-			} else {
-				dst = strconv.AppendInt(dst, int64(conn), 10)
-			}
-		}
-	}
-	return dst
-}
-
-// replyOK checks a reply against Expect or ExpectLen.
-func (c *Config) replyOK(got []byte) bool {
-	switch {
-	case c.Expect != nil:
-		return bytes.Equal(got, c.Expect)
-	case c.ExpectLen > 0:
-		return len(got) == c.ExpectLen
-	}
-	return true
+	return c.Duration
 }

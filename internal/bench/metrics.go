@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -30,34 +31,58 @@ type errKind int
 const (
 	errRefused    errKind = iota // nothing listening, or the backlog is full
 	errReset                     // ECONNRESET or EPIPE
-	errTimeout                   // connecting or the reply took too long
-	errWrongReply                // the reply was not the expected bytes
+	errTimeout                   // connecting, sending or the reply took too long, or the run ended first
+	errWrongReply                // the reply was not what --expect and its kin say
 	errClosed                    // the server closed before the reply was complete
+	errFDLimit                   // EMFILE or ENFILE: out of file descriptors
 	errOther
 	numKinds
 )
 
-var kindNames = [numKinds]string{"refused", "reset", "timeout", "wrong_reply", "closed", "other"}
+var kindNames = [numKinds]string{"refused", "reset", "timeout", "wrong_reply", "closed", "emfile", "other"}
 
-// errWrong marks a reply that is not what --expect says.
-var errWrong = errors.New("wrong reply")
+// An OpError is how one exchange failed: the step, and its cause.
+type OpError struct {
+	// Op is "connect", "send", "reply", "echo" (stream: the echo fell
+	// short), "hold" (idle: the server ended a held connection) or "end"
+	// (still in flight when the drain after the run ended).
+	Op  string
+	Err error
+}
+
+func (e *OpError) Error() string { return e.Op + ": " + e.Err.Error() }
+func (e *OpError) Unwrap() error { return e.Err }
+
+// errTimedOut is the cause of a timeout the generator itself measured.
+var errTimedOut = timeoutError{}
 
 func classify(err error) errKind {
 	var ne net.Error
+	var wrong *WrongReply
 	switch {
-	case errors.Is(err, errWrong):
+	case errors.As(err, &wrong):
 		return errWrongReply
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return errRefused
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return errReset
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return errFDLimit
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.As(err, &ne) && ne.Timeout():
 		return errTimeout
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return errClosed
 	}
 	return errOther
 }
+
+// timeoutError is a timeout that the generator measured itself.
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "timed out" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
 
 // A shard holds the measurements of some of the workers. Workers record
 // into shards rather than one shared place, to keep lock contention low,
@@ -76,10 +101,11 @@ type shard struct {
 // A recorder collects the measurements of a run.
 type recorder struct {
 	shards    []shard
-	measuring atomic.Bool // false during warmup: nothing is recorded
+	measuring atomic.Bool // true while the window is open: exchanges get a seq, bytes count
 	start     time.Time   // when measuring began
 
 	mu     sync.Mutex
+	first  [numKinds]error // the first error of each kind, for the messages
 	series []Point
 	last   Point          // the latest tick, for the progress line
 	second *hdr.Histogram // reused by tick: a histogram is ~140 KiB
@@ -97,10 +123,10 @@ func newRecorder() *recorder {
 func (r *recorder) shard(worker int) *shard { return &r.shards[worker%len(r.shards)] }
 
 // record counts exchange seq, which took lat (and connecting, connect).
-// Exchanges of the warmup (seq 0) and those finishing after the window
-// are not counted.
+// seq is 0 for the exchanges of the warmup, which are not counted; an
+// exchange issued in the measured window counts whenever it ends.
 func (r *recorder) record(worker int, seq int64, lat, connect time.Duration) {
-	if seq == 0 || !r.measuring.Load() {
+	if seq == 0 {
 		return
 	}
 	us := max(lat.Microseconds(), lowestUS)
@@ -128,13 +154,31 @@ func (r *recorder) addBytes(worker int, n int) {
 
 // fail counts a failed exchange, seq as in record.
 func (r *recorder) fail(worker int, seq int64, err error) {
-	if seq == 0 || !r.measuring.Load() {
+	if seq == 0 {
 		return
 	}
+	k := classify(err)
 	s := r.shard(worker)
 	s.mu.Lock()
-	s.errors[classify(err)]++
+	s.errors[k]++
+	firstHere := s.errors[k] == 1
 	s.mu.Unlock()
+	if firstHere {
+		r.mu.Lock()
+		if r.first[k] == nil {
+			r.first[k] = err
+		}
+		r.mu.Unlock()
+	}
+}
+
+// connectSeq is the seq to count a failed connect with: counted while
+// the window is open, not in the warmup nor during the drain.
+func (r *recorder) connectSeq() int64 {
+	if r.measuring.Load() {
+		return 1
+	}
+	return 0
 }
 
 // A Point is one second of a run: for the report's latency-over-time chart.

@@ -7,12 +7,14 @@ import (
 	"time"
 )
 
-// stillOpen reports whether the server has neither closed nor reset nc:
-// a short read finds nothing rather than EOF or an error.
-func stillOpen(nc net.Conn) bool {
+// openErr reports whether the server has closed or reset nc: nil if a
+// short read finds nothing, else what the read returned.
+func openErr(nc net.Conn) error {
 	nc.SetReadDeadline(time.Now().Add(time.Millisecond))
 	var buf [1]byte
 	_, err := nc.Read(buf[:])
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return nil
+	}
+	return err
 }

@@ -3,28 +3,38 @@
 package bench
 
 import (
+	"io"
 	"net"
 	"syscall"
 )
 
-// stillOpen reports whether the server has neither closed nor reset nc:
-// a peek that does not wait finds nothing to read, rather than EOF or an
-// error.
-func stillOpen(nc net.Conn) bool {
+// openErr reports whether the server has closed or reset nc, without
+// waiting: nil if a peek finds nothing to read (or data), io.EOF for
+// the server's FIN, or the error (ECONNRESET) the socket holds.
+func openErr(nc net.Conn) error {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
-		return false
+		return nil
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return err
 	}
-	open := false
+	var perr error
 	var buf [1]byte
-	raw.Read(func(fd uintptr) bool {
+	err = raw.Read(func(fd uintptr) bool {
 		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		open = err == syscall.EAGAIN || n > 0
+		switch {
+		case err == syscall.EAGAIN || n > 0:
+		case err != nil:
+			perr = err
+		default:
+			perr = io.EOF
+		}
 		return true
 	})
-	return open
+	if err != nil {
+		return err
+	}
+	return perr
 }

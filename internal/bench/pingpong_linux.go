@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -20,32 +19,35 @@ import (
 
 // ppConn is one connection of an epoll loop.
 type ppConn struct {
-	w      int // the connection's number
-	fd     int
-	state  uint8
-	seq    int64
-	start  time.Time // when the exchange in flight was sent
-	got    int       // reply bytes so far
-	out    []byte    // the unsent rest of the request
-	msg    []byte
-	retry  time.Time // when to reconnect, while down
-	prefix []byte    // Expect's bytes still to match
+	w       int // the connection's number
+	fd      int
+	state   uint8
+	seq     int64
+	start   time.Time // when the exchange in flight was sent, or the connect began
+	out     []byte    // the unsent rest of the request
+	msg     []byte
+	retry   time.Time // when to reconnect, while down
+	closeBy time.Time // closing: when to stop waiting for the server's FIN
+	rep     reply
 }
 
 const (
 	ppConnecting = iota
 	ppWaiting    // request sent, reply awaited
 	ppDown       // failed; reconnects at retry
+	ppClosing    // our FIN sent; reading to the server's FIN
 	ppDone
 )
 
 // epollLoops reports whether pingpong runs on epoll loops here.
 func (r *runner) epollLoops() bool {
-	return r.cfg.Mode == PingPong && r.interval == 0 && r.cfg.Prepare == nil
+	return r.cfg.Mode == PingPong && r.sched == nil && r.cfg.Prepare == nil
 }
 
 // pingpongLoop drives connections l, l+loops, l+2·loops... until the run
-// is over.
+// is over and each has ended: after the window, a connection whose
+// reply is in flight waits for it until the drain's end, then sends a
+// FIN and reads to the server's FIN before it closes.
 func (r *runner) pingpongLoop(l, loops int) {
 	sa, err := sockaddr(r.cfg.Addr)
 	ep, eerr := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -60,7 +62,7 @@ func (r *runner) pingpongLoop(l, loops int) {
 	byFD := map[int]*ppConn{}
 	var conns []*ppConn
 	for w := l; w < r.cfg.conns(); w += loops {
-		c := &ppConn{w: w, fd: -1, msg: r.msg.appendTo(nil, 0, w)}
+		c := &ppConn{w: w, fd: -1, msg: r.msg.appendTo(nil, 0, w), rep: newReply(r.cfg)}
 		conns = append(conns, c)
 		r.ppConnect(ep, sa, c, byFD)
 	}
@@ -75,21 +77,22 @@ func (r *runner) pingpongLoop(l, loops int) {
 	buf := make([]byte, 64<<10)
 	lastSweep := time.Now()
 	for {
-		select {
-		case <-r.stop:
-			return
-		default:
-		}
+		stopped := r.stopped()
 		// Under load events are nearly always ready: look without the
-		// scheduler's bookkeeping first, and block (20 ms at most, to see
-		// the end of the run) only when nothing is.
+		// scheduler's bookkeeping first, and block (20 ms at most, 5 ms
+		// once the window has ended, to see the drain's end) only when
+		// nothing is.
 		n, errno := rawsys.EpollPoll(ep, events)
 		var err error
 		if errno != 0 {
 			err = errno
 		}
 		if n == 0 && err == nil {
-			n, err = unix.EpollWait(ep, events, 20)
+			wait := 20
+			if stopped {
+				wait = 5
+			}
+			n, err = unix.EpollWait(ep, events, wait)
 		}
 		if err != nil && err != unix.EINTR {
 			return
@@ -102,31 +105,74 @@ func (r *runner) pingpongLoop(l, loops int) {
 			r.ppEvent(ep, c, events[i].Events, buf, byFD)
 		}
 		now := time.Now()
-		if now.Sub(lastSweep) < 10*time.Millisecond {
+		if !stopped && now.Sub(lastSweep) < 10*time.Millisecond {
 			continue
 		}
 		lastSweep = now
-		live := 0
-		for _, c := range conns {
-			switch {
-			case c.state == ppDown && now.After(c.retry):
-				r.ppConnect(ep, sa, c, byFD)
-			case c.state == ppWaiting && now.Sub(c.start) > r.cfg.replyTimeout():
-				r.ppFail(c, c.seq, timeoutError{}, byFD)
-			}
-			if c.state != ppDone {
-				live++
-			}
-		}
-		if live == 0 {
+		if r.ppSweep(ep, sa, conns, now, stopped, buf, byFD) == 0 {
 			return
 		}
 	}
 }
 
+// ppSweep handles the timers of the loop's connections: reconnects,
+// connect and reply timeouts, the end of the run. It returns how many
+// connections have not ended.
+func (r *runner) ppSweep(ep int, sa unix.Sockaddr, conns []*ppConn, now time.Time, stopped bool, buf []byte, byFD map[int]*ppConn) int {
+	hard := r.hardEnd()
+	past := !hard.IsZero() && !now.Before(hard) // the drain is over
+	live := 0
+	for _, c := range conns {
+		switch c.state {
+		case ppDown:
+			if stopped {
+				c.state = ppDone
+			} else if now.After(c.retry) {
+				r.ppConnect(ep, sa, c, byFD)
+			}
+		case ppConnecting:
+			switch {
+			case past: // begun in the window, and never done
+				r.rec.fail(c.w, 1, &OpError{Op: "end", Err: &OpError{Op: "connect", Err: errTimedOut}})
+				r.ppClose(c, buf, byFD)
+			case now.Sub(c.start) > r.cfg.connectTimeout():
+				r.ppFail(c, r.rec.connectSeq(), &OpError{Op: "connect", Err: errTimedOut}, byFD)
+			}
+		case ppWaiting:
+			switch {
+			case past:
+				r.ppLate(c, "end", byFD)
+			case now.Sub(c.start) > r.cfg.replyTimeout():
+				r.ppLate(c, "reply", byFD)
+			}
+		case ppClosing:
+			if past || now.After(c.closeBy) {
+				r.ppClose(c, buf, byFD)
+			}
+		}
+		if c.state == ppDown && stopped {
+			c.state = ppDone
+		}
+		if c.state != ppDone {
+			live++
+		}
+	}
+	return live
+}
+
+// ppLate fails c's exchange, which took too long (op "reply" or "end").
+func (r *runner) ppLate(c *ppConn, op string, byFD map[int]*ppConn) {
+	var err error = errTimedOut
+	if wrong := c.rep.lateWrong(); wrong != nil {
+		op, err = "reply", wrong
+	}
+	r.ppFail(c, c.seq, &OpError{Op: op, Err: err}, byFD)
+}
+
 // ppEvent handles readiness of c.
 func (r *runner) ppEvent(ep int, c *ppConn, ev uint32, buf []byte, byFD map[int]*ppConn) {
-	if c.state == ppConnecting {
+	switch c.state {
+	case ppConnecting:
 		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
 			return
 		}
@@ -134,13 +180,16 @@ func (r *runner) ppEvent(ep int, c *ppConn, ev uint32, buf []byte, byFD map[int]
 			if err == nil {
 				err = unix.Errno(errno)
 			}
-			r.ppFail(c, 1, err, byFD) // a failed connect counts while measuring
+			r.ppFail(c, r.rec.connectSeq(), &OpError{Op: "connect", Err: err}, byFD)
 			return
 		}
-		r.ppSend(c, byFD)
+		r.ppSend(c, buf, byFD)
 		return
-	}
-	if c.state != ppWaiting {
+	case ppClosing:
+		r.ppDrain(c, buf, byFD)
+		return
+	case ppWaiting:
+	default:
 		return
 	}
 	if len(c.out) > 0 && ev&unix.EPOLLOUT != 0 {
@@ -166,9 +215,9 @@ func (r *runner) ppEvent(ep int, c *ppConn, ev uint32, buf []byte, byFD map[int]
 		case err == unix.EINTR:
 			continue
 		case n == 0 && err == nil:
-			err = io.EOF
+			err = io.ErrUnexpectedEOF // the server closed before the reply was complete
 		}
-		r.ppFail(c, c.seq, err, byFD)
+		r.ppFail(c, c.seq, &OpError{Op: "reply", Err: err}, byFD)
 		return
 	}
 }
@@ -177,48 +226,80 @@ func (r *runner) ppEvent(ep int, c *ppConn, ev uint32, buf []byte, byFD map[int]
 // next is sent at once (a closed loop). It reports whether the reply was
 // complete.
 func (r *runner) ppReply(c *ppConn, p []byte, byFD map[int]*ppConn) bool {
-	want := len(r.cfg.Expect)
-	if r.cfg.ExpectLen > 0 {
-		want = r.cfg.ExpectLen
-	}
-	if r.cfg.Expect != nil {
-		if len(p) > len(c.prefix) || !bytes.Equal(p, c.prefix[:len(p)]) {
-			r.ppFail(c, c.seq, errWrong, byFD)
-			return false
-		}
-		c.prefix = c.prefix[len(p):]
-	}
-	c.got += len(p)
+	done, wrong := c.rep.feed(p)
 	switch {
-	case want > 0 && c.got > want:
-		r.ppFail(c, c.seq, errWrong, byFD)
+	case wrong != nil:
+		r.ppFail(c, c.seq, &OpError{Op: "reply", Err: wrong}, byFD)
 		return false
-	case want > 0 && c.got < want:
+	case !done:
 		return false
 	}
 	r.rec.record(c.w, c.seq, time.Since(c.start), 0)
-	r.ppSend(c, byFD)
+	r.ppSend(c, nil, byFD)
 	return true
 }
 
-// ppSend starts c's next exchange, or retires c when the run is over.
-func (r *runner) ppSend(c *ppConn, byFD map[int]*ppConn) {
+// ppSend starts c's next exchange, or ends c when the run is over.
+func (r *runner) ppSend(c *ppConn, buf []byte, byFD map[int]*ppConn) {
 	var own int64
 	seq, _, ok := r.take(c.w, &own)
 	if !ok {
-		c.state = ppDone
-		delete(byFD, c.fd)
-		unix.Close(c.fd)
-		c.fd = -1
+		r.ppFinish(c, buf, byFD)
 		return
 	}
 	if !r.msg.static() {
 		c.msg = r.msg.appendTo(c.msg[:0], seq, c.w)
 	}
-	c.seq, c.got, c.prefix, c.out = seq, 0, r.cfg.Expect, c.msg
+	c.seq, c.out = seq, c.msg
+	c.rep.reset()
 	c.state = ppWaiting
 	c.start = time.Now()
 	r.ppFlush(c, byFD)
+}
+
+// ppFinish sends c's FIN; c then reads to the server's FIN, or until the
+// drain timeout, and closes.
+func (r *runner) ppFinish(c *ppConn, buf []byte, byFD map[int]*ppConn) {
+	unix.Shutdown(c.fd, unix.SHUT_WR)
+	c.state = ppClosing
+	c.closeBy = time.Now().Add(r.cfg.drainTimeout())
+	if buf == nil { // called from ppReply, whose caller's buffer is in use: drain on the next event
+		return
+	}
+	r.ppDrain(c, buf, byFD)
+}
+
+// ppDrain reads and drops what is there on a closing c; at the server's
+// FIN, or an error, c is closed.
+func (r *runner) ppDrain(c *ppConn, buf []byte, byFD map[int]*ppConn) {
+	for {
+		n, errno := rawsys.Read(c.fd, buf)
+		switch {
+		case n > 0 || errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN:
+			return
+		}
+		r.ppClose(c, nil, byFD) // the server's FIN, or an error
+		return
+	}
+}
+
+// ppClose closes c for good, reading first what is unread (when buf is
+// given), since unread bytes make the close send a RST.
+func (r *runner) ppClose(c *ppConn, buf []byte, byFD map[int]*ppConn) {
+	if buf != nil {
+		for {
+			n, errno := rawsys.Read(c.fd, buf)
+			if n <= 0 && errno != unix.EINTR {
+				break
+			}
+		}
+	}
+	delete(byFD, c.fd)
+	unix.Close(c.fd)
+	c.fd = -1
+	c.state = ppDone
 }
 
 // ppFlush writes what is left of the request; the rest waits for EPOLLOUT.
@@ -234,7 +315,7 @@ func (r *runner) ppFlush(c *ppConn, byFD map[int]*ppConn) {
 		case unix.EINTR:
 			continue
 		default:
-			r.ppFail(c, c.seq, errno, byFD)
+			r.ppFail(c, c.seq, &OpError{Op: "send", Err: errno}, byFD)
 			return
 		}
 		c.out = c.out[n:]
@@ -258,10 +339,12 @@ func (r *runner) ppConnect(ep int, sa unix.Sockaddr, c *ppConn, byFD map[int]*pp
 	if _, ok := sa.(*unix.SockaddrInet6); ok {
 		domain = unix.AF_INET6
 	}
+	c.start = time.Now()
 	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		c.fd = -1
-		r.ppFail(c, 1, err, byFD)
+		r.rec.fail(c.w, r.rec.connectSeq(), &OpError{Op: "connect", Err: err})
+		c.state, c.retry = ppDown, time.Now().Add(10*time.Millisecond)
 		return
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // as Go's net does
@@ -269,11 +352,11 @@ func (r *runner) ppConnect(ep int, sa unix.Sockaddr, c *ppConn, byFD map[int]*pp
 	byFD[fd] = c
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		r.ppFail(c, 1, err, byFD)
+		r.ppFail(c, r.rec.connectSeq(), &OpError{Op: "connect", Err: err}, byFD)
 		return
 	}
 	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
-		r.ppFail(c, 1, err, byFD)
+		r.ppFail(c, r.rec.connectSeq(), &OpError{Op: "connect", Err: err}, byFD)
 	}
 }
 
@@ -295,10 +378,3 @@ func sockaddr(addr string) (unix.Sockaddr, error) {
 	copy(sa.Addr[:], ta.IP)
 	return sa, nil
 }
-
-// timeoutError is the error of a reply that took too long on epoll.
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "reply timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }

@@ -20,19 +20,24 @@ type Result struct {
 	Target      string           `json:"target"`
 	Connections int              `json:"connections"`
 	DurationS   float64          `json:"duration_s"` // the measured window, warmup excluded
-	Exchanges   int64            `json:"exchanges"`
+	EndedBy     string           `json:"ended_by"`   // what ended the window: duration, count or signal
+	Exchanges   int64            `json:"exchanges"`  // those issued in the window that succeeded
 	RatePerS    float64          `json:"rate_per_s"`
 	LatencyUS   Latency          `json:"latency_us"`
 	ConnectUS   *Latency         `json:"connect_us,omitempty"` // oneshot and idle: connecting alone
 	Errors      map[string]int64 `json:"errors"`               // kind → count; every kind present
-	Bytes       int64            `json:"bytes,omitempty"`      // stream
-	BytesPerS   float64          `json:"bytes_per_s,omitempty"`
+	Bytes       *int64           `json:"bytes,omitempty"`      // stream: sent, or with --echo echoed
+	BytesPerS   *float64         `json:"bytes_per_s,omitempty"`
 
-	Held             int     `json:"held,omitempty"`                // idle: connections still open at the end
-	ServerRSSKiB     int64   `json:"server_rss_kib,omitempty"`      // idle with --server-pid
-	ServerKiBPerConn float64 `json:"server_kib_per_conn,omitempty"` // idle with --server-pid
+	Held               int      `json:"held,omitempty"`                  // idle: connections still open at the end
+	OpenS              float64  `json:"open_s,omitempty"`                // idle: how long opening them took
+	ServerPID          int      `json:"server_pid,omitempty"`            // idle with --server-pid
+	ServerRSSBeforeKiB int64    `json:"server_rss_before_kib,omitempty"` // before the first connection
+	ServerRSSKiB       int64    `json:"server_rss_kib,omitempty"`        // with the connections held
+	ServerKiBPerConn   *float64 `json:"server_kib_per_conn,omitempty"`   // absent when it cannot be read
+	ServerExited       bool     `json:"server_exited,omitempty"`         // the process was gone at the end
 
-	Kernel map[string]int64 `json:"kernel,omitempty"` // change of the system's TCP counters over the window
+	Kernel map[string]int64 `json:"kernel,omitempty"` // change of the system's TCP counters over the run
 
 	WindowStartUnixNS int64 `json:"window_start_unix_ns"`
 	WindowEndUnixNS   int64 `json:"window_end_unix_ns"`
@@ -44,6 +49,44 @@ type Result struct {
 	Histogram        string `json:"histogram"`
 	ConnectHistogram string `json:"connect_histogram,omitempty"`
 	Merged           int    `json:"merged,omitempty"` // how many results a merge combined
+
+	first [numKinds]error // the first error of each kind; not in the JSON
+}
+
+// FirstError returns the first error of a kind ("refused", "timeout"...)
+// the run met, or nil: for messages that say why. It is an *OpError.
+func (res *Result) FirstError(kind string) error {
+	for k, name := range kindNames {
+		if name == kind {
+			return res.first[k]
+		}
+	}
+	return nil
+}
+
+// ErrorCount is the sum of Errors.
+func (res *Result) ErrorCount() int64 {
+	var n int64
+	for _, c := range res.Errors {
+		n += c
+	}
+	return n
+}
+
+// setServerMemory fills in the server's memory: its RSS before and with
+// the connections held; the cost per connection only where it can be
+// read (the process is there, connections were held, RSS did not shrink).
+func (res *Result) setServerMemory(pid int, before, after int64, afterErr error, held int) {
+	res.ServerPID, res.ServerRSSBeforeKiB = pid, before
+	if afterErr != nil {
+		res.ServerExited = true
+		return
+	}
+	res.ServerRSSKiB = after
+	if held > 0 && after >= before {
+		per := float64(after-before) / float64(held)
+		res.ServerKiBPerConn = &per
+	}
 }
 
 // Latency is a latency distribution's summary, in microseconds.
@@ -91,19 +134,27 @@ func (r *runner) result(end time.Time, kernel map[string]int64) *Result {
 		Exchanges:         exchanges,
 		LatencyUS:         summarize(total),
 		Errors:            map[string]int64{},
-		Bytes:             bytes,
 		Kernel:            kernel,
 		WindowStartUnixNS: r.rec.start.UnixNano(),
 		WindowEndUnixNS:   end.UnixNano(),
 		Series:            r.rec.series,
 		Histogram:         encodeHist(total),
 	}
+	r.rec.mu.Lock()
+	res.first = r.rec.first
+	r.rec.mu.Unlock()
 	for k, n := range errs {
 		res.Errors[kindNames[k]] = n
 	}
 	if window > 0 {
 		res.RatePerS = float64(exchanges) / window.Seconds()
-		res.BytesPerS = float64(bytes) / window.Seconds()
+	}
+	if r.cfg.Mode == Stream {
+		perS := 0.0
+		if window > 0 {
+			perS = float64(bytes) / window.Seconds()
+		}
+		res.Bytes, res.BytesPerS = &bytes, &perS
 	}
 	if connect.TotalCount() > 0 {
 		l := summarize(connect)
@@ -136,11 +187,16 @@ func Merge(results []*Result) (*Result, error) {
 				connect.Merge(h)
 			}
 		}
+		for _, earlier := range results[:i] {
+			if sameRun(earlier, r) {
+				return nil, &SameRunError{A: indexOf(results, earlier), B: i}
+			}
+		}
 		m.Connections += r.Connections
 		m.Exchanges += r.Exchanges
 		m.RatePerS += r.RatePerS
-		m.Bytes += r.Bytes
-		m.BytesPerS += r.BytesPerS
+		m.Bytes = addPtr(m.Bytes, r.Bytes)
+		m.BytesPerS = addPtr(m.BytesPerS, r.BytesPerS)
 		m.Held += r.Held
 		m.DurationS = max(m.DurationS, r.DurationS)
 		for k, n := range r.Errors {
@@ -163,6 +219,40 @@ func Merge(results []*Result) (*Result, error) {
 		m.ConnectUS, m.ConnectHistogram = &l, encodeHist(connect)
 	}
 	return m, nil
+}
+
+// A SameRunError says that two results given to Merge, A and B (from
+// 0), are one run: the same window and histogram. Merged, its counts
+// would count twice.
+type SameRunError struct{ A, B int }
+
+func (e *SameRunError) Error() string {
+	return fmt.Sprintf("results %d and %d are the same run", e.A+1, e.B+1)
+}
+
+func sameRun(a, b *Result) bool {
+	return a.WindowStartUnixNS == b.WindowStartUnixNS && a.WindowEndUnixNS == b.WindowEndUnixNS &&
+		a.Histogram == b.Histogram && a.Target == b.Target
+}
+
+func indexOf(results []*Result, r *Result) int {
+	for i, x := range results {
+		if x == r {
+			return i
+		}
+	}
+	return -1
+}
+
+func addPtr[T int64 | float64](sum, v *T) *T {
+	if v == nil {
+		return sum
+	}
+	n := *v
+	if sum != nil {
+		n += *sum
+	}
+	return &n
 }
 
 // mergeSeries adds b's points to a's, second by second. Counts add up;
@@ -210,15 +300,19 @@ func (res *Result) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "merged     %d results\n", res.Merged)
 	}
 	if res.Mode == string(Idle) {
-		fmt.Fprintf(&b, "held       %d of %d connections\n", res.Held, res.Connections)
-		if res.ServerKiBPerConn != 0 {
-			fmt.Fprintf(&b, "server     %.2f KiB per connection (RSS %d KiB)\n", res.ServerKiBPerConn, res.ServerRSSKiB)
+		fmt.Fprintf(&b, "held       %d of %d connections (opening took %.2f s)\n", res.Held, res.Connections, res.OpenS)
+		if res.ServerPID != 0 {
+			fmt.Fprintf(&b, "server     %s\n", res.serverText())
 		}
 	} else {
 		fmt.Fprintf(&b, "exchanges  %d (%.0f/s)\n", res.Exchanges, res.RatePerS)
 	}
-	if res.Bytes > 0 {
-		fmt.Fprintf(&b, "throughput %s/s (%s in all)\n", byteCount(res.BytesPerS), byteCount(float64(res.Bytes)))
+	if res.BytesPerS != nil {
+		var all int64
+		if res.Bytes != nil {
+			all = *res.Bytes
+		}
+		fmt.Fprintf(&b, "throughput %s/s (%s in all)\n", byteCount(*res.BytesPerS), byteCount(float64(all)))
 	}
 	if res.Exchanges > 0 || res.Mode == string(Idle) {
 		fmt.Fprintf(&b, "latency    %s\n", latencyText(res.LatencyUS))
@@ -232,6 +326,20 @@ func (res *Result) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// serverText is the idle summary's server line: never a negative cost.
+func (res *Result) serverText() string {
+	delta := res.ServerRSSKiB - res.ServerRSSBeforeKiB
+	switch {
+	case res.ServerExited:
+		return fmt.Sprintf("process %d was gone at the end: no memory to read", res.ServerPID)
+	case res.ServerKiBPerConn != nil:
+		return fmt.Sprintf("%.2f KiB per connection (RSS %d KiB, %+d KiB with %d held)", *res.ServerKiBPerConn, res.ServerRSSKiB, delta, res.Held)
+	case res.Held == 0:
+		return fmt.Sprintf("RSS %d KiB; no connection held, so no cost per connection", res.ServerRSSKiB)
+	}
+	return fmt.Sprintf("RSS %d KiB, %d KiB less than before: no cost per connection can be read (the server freed memory meanwhile)", res.ServerRSSKiB, -delta)
 }
 
 func latencyText(l Latency) string {

@@ -1,156 +1,87 @@
 package bench
 
 import (
-	"context"
-	"fmt"
-	"net"
-	"sync"
+	"errors"
+	"io"
+	"sync/atomic"
 	"time"
 )
 
-// stream writes chunks as fast as the server takes them; with Echo it
-// reads the echo back alongside and counts that instead. Each chunk
-// written counts as an exchange; its latency is how long the write took.
+// stream writes chunks as fast as the server takes them; each chunk
+// written counts as an exchange, and its latency is how long the write
+// took. A reader takes what comes back alongside: with Echo it counts
+// it (the throughput is then the echo's), without it drops it, since
+// bytes left unread would make the close send a RST. A connection that
+// fails is not reopened. At the end it sends a FIN and reads on until
+// the server's FIN or the drain's end: with Echo, an echo that falls
+// short of what was sent is one error for the connection.
 func (r *runner) stream(w int) {
 	nc := r.dial(w)
 	if nc == nil {
 		return
 	}
-	defer nc.Close()
-	var readers sync.WaitGroup
-	if r.cfg.Echo {
-		readers.Go(func() {
-			buf := make([]byte, 64<<10)
-			for {
-				n, err := nc.Read(buf)
+	r.hold(w, nc)
+	var failed atomic.Bool // the connection's one error is counted
+	var echoed atomic.Int64
+	readErr := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := nc.Read(buf)
+			echoed.Add(int64(n))
+			if r.cfg.Echo {
 				r.rec.addBytes(w, n)
-				if err != nil {
-					return
-				}
 			}
-		})
-	}
+			if err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
 	chunk := make([]byte, r.cfg.chunkSize())
 	copy(chunk, r.msg.appendTo(nil, 0, w))
-	var own int64
+	var own, sent, lastSeq int64
 	for {
 		seq, due, ok := r.next(w, &own)
 		if !ok {
 			break
 		}
+		lastSeq = max(lastSeq, seq)
 		start := time.Now()
 		if !due.IsZero() {
 			start = due
 		}
-		nc.SetWriteDeadline(time.Now().Add(r.cfg.replyTimeout()))
+		r.deadline(w, nc, time.Now().Add(r.cfg.replyTimeout()), writeDeadline)
 		n, err := nc.Write(chunk)
+		sent += int64(n)
 		if !r.cfg.Echo {
 			r.rec.addBytes(w, n)
 		}
 		if err != nil {
-			r.rec.fail(w, seq, err)
+			if failed.CompareAndSwap(false, true) {
+				r.rec.fail(w, seq, r.opErr("send", err))
+			}
 			break
 		}
 		r.rec.record(w, seq, time.Since(start), 0)
 	}
-	if tc, ok := nc.(*net.TCPConn); ok && r.cfg.Echo {
-		tc.CloseWrite() // let the echo finish
-		nc.SetReadDeadline(time.Now().Add(time.Second))
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
 	}
-	readers.Wait()
-}
-
-// idle opens Conns connections, spread over source addresses 127.0.0.x
-// when the target is on loopback so that the ephemeral ports do not run
-// out, holds them for the duration, and counts how many the server kept.
-func (r *runner) idle(ctx context.Context) (*Result, error) {
-	n := r.cfg.conns()
-	var before int64
-	if r.cfg.ServerPID > 0 {
-		var err error
-		if before, err = rssKiB(r.cfg.ServerPID); err != nil {
-			return nil, fmt.Errorf("--server-pid: %w", err)
+	r.deadline(w, nc, time.Now().Add(r.cfg.drainTimeout()), readDeadline)
+	err := <-readErr
+	r.hold(w, nil)
+	nc.Close()
+	if failed.Load() || lastSeq == 0 { // counted already, or none of it was measured
+		return
+	}
+	switch {
+	case !errors.Is(err, io.EOF) && !isTimeout(err): // a reset, most likely
+		r.rec.fail(w, lastSeq, &OpError{Op: "reply", Err: err})
+	case r.cfg.Echo && echoed.Load() < sent:
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // the server closed before echoing it all
 		}
-	}
-	kernelBefore := readKernel()
-	r.rec.start = time.Now()
-	r.rec.measuring.Store(true)
-	conns := make([]net.Conn, n)
-	local := sourceAddrs(r.cfg.Addr)
-	var wg sync.WaitGroup
-	const dialers = 16
-	for d := range dialers {
-		wg.Go(func() {
-			for i := d; i < n; i += dialers {
-				dl := net.Dialer{Timeout: r.cfg.connectTimeout()}
-				if local != nil {
-					dl.LocalAddr, dl.Control = local(i), bindNoPort
-				}
-				start := time.Now()
-				nc, err := dl.DialContext(ctx, "tcp", r.cfg.Addr)
-				if err == nil {
-					err = r.prepare(nc)
-				}
-				if err != nil {
-					r.rec.fail(i, 1, err)
-					continue
-				}
-				r.rec.record(i, 1, time.Since(start), time.Since(start))
-				conns[i] = nc
-			}
-		})
-	}
-	wg.Wait()
-	defer func() {
-		for _, nc := range conns {
-			if nc != nil {
-				nc.Close()
-			}
-		}
-	}()
-	var after int64
-	if r.cfg.ServerPID > 0 {
-		after, _ = rssKiB(r.cfg.ServerPID)
-	}
-	hold := r.cfg.Duration
-	select {
-	case <-time.After(hold):
-	case <-ctx.Done():
-	}
-	held := 0
-	for _, nc := range conns {
-		if nc != nil && stillOpen(nc) {
-			held++
-		}
-	}
-	end := time.Now()
-	r.rec.measuring.Store(false)
-	res := r.result(end, kernelDelta(kernelBefore, readKernel()))
-	res.Held = held
-	if r.cfg.ServerPID > 0 && held > 0 {
-		res.ServerRSSKiB = after
-		res.ServerKiBPerConn = float64(after-before) / float64(held)
-	}
-	return res, nil
-}
-
-// sourceAddrs returns, for an IPv4 loopback target, a function giving
-// connection i a source address in 127.0.0.2-127.0.0.254, in turn, so
-// that no address runs short of ephemeral ports even across back-to-back
-// runs; nil otherwise.
-func sourceAddrs(target string) func(i int) net.Addr {
-	host, _, err := net.SplitHostPort(target)
-	if err != nil {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if host == "localhost" {
-		ip = net.IPv4(127, 0, 0, 1)
-	}
-	if ip == nil || ip.To4() == nil || !ip.IsLoopback() {
-		return nil
-	}
-	return func(i int) net.Addr {
-		return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%253))}
+		r.rec.fail(w, lastSeq, &OpError{Op: "echo", Err: err})
 	}
 }
