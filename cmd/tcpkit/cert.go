@@ -34,6 +34,10 @@ in --out, which is made (mode 0700) when it does not exist. If either
 file exists, nothing is written unless --force, which replaces them; a
 symlink in their place is replaced, never followed.
 
+Examples:
+  tcpkit cert --out tls                 tls/cert.pem and tls/key.pem
+  tcpkit cert --out tls --host example.test --days 30 --force
+
 Flags:
 `
 

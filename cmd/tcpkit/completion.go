@@ -14,8 +14,9 @@ const completionUsage = `Usage: tcpkit completion bash|zsh|fish
 Print a completion script for the shell: commands, their flags with
 their help, bench's modes, and file names where a flag takes a file.
 
-  source <(tcpkit completion bash)                     in ~/.bashrc
-  tcpkit completion zsh > "${fpath[1]}/_tcpkit"         then compinit
+Examples:
+  source <(tcpkit completion bash)      in ~/.bashrc
+  tcpkit completion zsh > _tcpkit       into a directory of $fpath, then compinit
   tcpkit completion fish > ~/.config/fish/completions/tcpkit.fish
 
 Flags:

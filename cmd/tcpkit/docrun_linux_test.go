@@ -76,6 +76,7 @@ type docRun struct {
 
 // A docProc is one command of a transcript, started.
 type docProc struct {
+	dir     string // the examples' directory, shown as /tmp/ in the docs
 	c       *docCmd
 	where   string
 	norm    docNormalizer
@@ -107,7 +108,15 @@ func (r *docRun) start(c *docCmd, b docBlock, norm docNormalizer) *docProc {
 	p.describe = func() string { return fmt.Sprintf("stdout %q, stderr %q", p.stdout.all(), p.stderr.all()) }
 	p.supervise(r.t, []string{c.line}, p.stdout.closed, p.stderr.closed)
 	r.t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
-	return &docProc{c: c, where: b.where(), norm: norm, p: p, started: time.Now()}
+	return &docProc{dir: r.net.dir, c: c, where: b.where(), norm: norm, p: p, started: time.Now()}
+}
+
+// untmp shows the examples' directory in lines as the docs do: /tmp/.
+func (dp *docProc) untmp(lines []string) []string {
+	for i, l := range lines {
+		lines[i] = strings.ReplaceAll(l, dp.dir+"/", "/tmp/")
+	}
+	return lines
 }
 
 // waitLines waits until dp has printed n lines on its two streams.
@@ -140,7 +149,7 @@ func (dp *docProc) interrupt(t testing.TB) int {
 	dp.waitLines(t, len(dp.c.want))
 	syscall.Kill(-dp.p.cmd.Process.Pid, syscall.SIGINT)
 	code := dp.p.wait(t, waitFor)
-	checkTranscript(t, dp.where, dp.norm, dp.c, dp.p.stdout.all(), dp.p.stderr.all())
+	checkTranscript(t, dp.where, dp.norm, dp.c, dp.untmp(dp.p.stdout.all()), dp.untmp(dp.p.stderr.all()))
 	return code
 }
 
@@ -173,7 +182,7 @@ func (r *docRun) session(id string) {
 		default:
 			dp := r.start(c, b, norm)
 			r.code = dp.p.wait(r.t, waitFor)
-			checkTranscript(r.t, b.where(), norm, c, dp.p.stdout.all(), dp.p.stderr.all())
+			checkTranscript(r.t, b.where(), norm, c, dp.untmp(dp.p.stdout.all()), dp.untmp(dp.p.stderr.all()))
 		}
 	}
 }
@@ -200,7 +209,7 @@ func (r *docRun) background(line, ready string) *proc {
 	r.t.Helper()
 	dp := r.start(&docCmd{line: line}, docBlock{file: "(setup)"}, docNormalizer{})
 	if ready != "" {
-		dp.p.stdout.waitLine(r.t, ready, waitFor)
+		dp.p.stdout.waitLine(r.t, strings.ReplaceAll(ready, "/tmp/", r.net.dir+"/"), waitFor)
 	}
 	r.bg = append(r.bg, dp)
 	return dp.p
@@ -221,7 +230,7 @@ func (r *docRun) end() {
 	for _, dp := range r.bg {
 		syscall.Kill(-dp.p.cmd.Process.Pid, syscall.SIGINT)
 		dp.p.wait(r.t, waitFor)
-		out := dp.p.stdout.all()
+		out := dp.untmp(dp.p.stdout.all())
 		i := 0
 		for _, l := range out {
 			if i < len(dp.c.want) && dp.norm.line(l) == dp.norm.line(dp.c.want[i]) {
