@@ -40,6 +40,7 @@ Examples:
   echo testing~ | tcpkit connect 5000   prints the server's reply: test
   tcpkit connect 6379 --send 'PING\r\n' --expect '+PONG' --within 2s
   tcpkit connect --unix /tmp/tcpkit.sock -
+  tcpkit connect -z 5000-5010           which ports accept connections, as nc -z
 
 Exit codes: 0 done (--count reached: N sends and a reply after the
 last; the server ended after standard input; the check matched; or
@@ -78,9 +79,13 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	proxySrc := fs.String("proxy-src", "", "the client address the PROXY header claims, `IP:PORT` (default: our own)")
 	trace := fs.Bool("trace", false, "print each TCP event on stderr, explained: handshake, data in and out, FINs, resets, close")
 	traceFormat := fs.String("trace-format", "text", "--trace lines as text or json")
+	zero := fs.Bool("z", false, "only check whether the port accepts a connection, or which of a range (5000-5010) do, as nc -z; send nothing; exit 0 if one does")
 	pos, err := fs.parse(args, stderr)
 	if err != nil {
 		return flagExit(err)
+	}
+	if *zero {
+		return scanCmd(ctx, fs, pos, *connectTimeout, *v4, *v6, stdout, stderr)
 	}
 	var tr *tracer
 	if *trace {

@@ -10,8 +10,8 @@ import (
 	"tcpkit"
 )
 
-// A pipe is connect's netcat mode: its input goes to the socket and the
-// socket's bytes to the output, unchanged.
+// A pipe is netcat's mode, connect's and serve's: its input goes to the
+// socket and the socket's bytes to the output, unchanged.
 type pipe struct {
 	in        io.Reader // nil: send only first
 	first     []byte    // sent before in (--send)
@@ -19,9 +19,11 @@ type pipe struct {
 	hex       bool      // dump received bytes in hex instead
 }
 
-func (p *pipe) run(ctx context.Context, d *dialer, network, addr string, stdout, stderr io.Writer) int {
+// events are the pipe's events: what arrives goes to stdout as it is (or
+// as a hex dump).
+func (p *pipe) events(stdout io.Writer) tcpkit.Events {
 	var outMu sync.Mutex // OnData and the final flush do not overlap anyway; this keeps -race honest
-	ev := tcpkit.Events{OnData: func(c *tcpkit.Conn, b []byte) {
+	return tcpkit.Events{OnData: func(c *tcpkit.Conn, b []byte) {
 		outMu.Lock()
 		defer outMu.Unlock()
 		if p.hex {
@@ -29,14 +31,17 @@ func (p *pipe) run(ctx context.Context, d *dialer, network, addr string, stdout,
 			return
 		}
 		// A blocking write holds up reading the socket: a slow consumer
-		// of our output slows the server down rather than filling memory.
+		// of our output slows the peer down rather than filling memory.
 		stdout.Write(b)
 	}}
+}
+
+func (p *pipe) run(ctx context.Context, d *dialer, network, addr string, stdout, stderr io.Writer) int {
 	// What we send comes from our input, not from what we read: reading
 	// must go on while our output waits, or an echo server and we would
 	// each wait for the other to read.
 	d.ReadDuringBacklog = true
-	c, err := d.dial(ctx, network, addr, ev)
+	c, err := d.dial(ctx, network, addr, p.events(stdout))
 	if err != nil {
 		if ctx.Err() != nil {
 			return exitOK
@@ -44,6 +49,13 @@ func (p *pipe) run(ctx context.Context, d *dialer, network, addr string, stdout,
 		fmt.Fprintf(stderr, "tcpkit connect: %s\n", explainDial(addr, err))
 		return exitFail
 	}
+	return p.exchange(ctx, c, "connect", "server", stderr)
+}
+
+// exchange sends the input on c while its bytes go to the output, until
+// the connection closes or ctx is done (Ctrl-C: it ends cleanly), and
+// returns the exit code: 0 for a clean end, exitBroken for a reset.
+func (p *pipe) exchange(ctx context.Context, c *tcpkit.Conn, cmd, peer string, stderr io.Writer) int {
 	go p.send(ctx, c)
 	select {
 	case <-c.Done():
@@ -51,7 +63,7 @@ func (p *pipe) run(ctx context.Context, d *dialer, network, addr string, stdout,
 		finish(c)
 	}
 	if err := c.Err(); err != nil {
-		fmt.Fprintf(stderr, "tcpkit connect: %s\n", explainBroken(err, "server"))
+		fmt.Fprintf(stderr, "tcpkit %s: %s\n", cmd, explainBroken(err, peer))
 		return exitBroken
 	}
 	return exitOK

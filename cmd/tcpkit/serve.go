@@ -19,12 +19,17 @@ import (
 	"tcpkit/internal/proxy"
 )
 
-const serveUsage = `Usage: tcpkit serve [flags] [--mode exec -- CMD [ARGS...]]
+const serveUsage = `Usage: tcpkit serve [flags] [- | --mode exec -- CMD [ARGS...]]
 
 Listen for TCP connections as the seed's Node.js server does: print each
 client's address and each message it sends, reply "test", then end the
 connection with a FIN. With --keep-open, reply to every message instead
 and leave the connection open.
+
+With "-", act as ncat -l does: take one connection, write its bytes to
+standard output as they are, send standard input to it with a FIN at its
+end, and exit 0 once both directions are done (a chat between two
+terminals, or a file sent across).
 
 Modes:
   reply    the seed: reply --reply to each message (default)
@@ -42,6 +47,7 @@ Examples:
   tcpkit serve --mode echo --frame line --host 127.0.0.1
   tcpkit serve --mode exec --max-conns 10 -- cat
   tcpkit serve --unix /tmp/tcpkit.sock --mode echo
+  tcpkit serve --port 7000 - > received.bin   one connection's bytes, as ncat -l
 
 SIGINT or SIGTERM stops accepting, ends open connections cleanly and
 exits 0; a second signal exits at once.
@@ -104,10 +110,17 @@ func (o *serveOptions) define(fs *flagSet) {
 
 // check reports a usage error in o.
 func (o *serveOptions) check() error {
+	if o.netcat() {
+		for _, name := range []string{"mode", "reply", "keep-open", "frame", "max-message", "max-conns", "max-conns-per-ip", "metrics", "log-format", "quiet", "reuseport", "drain-delay", "exec-grace"} {
+			if o.given[name] {
+				return fmt.Errorf("--%s does not go with -: serve - takes one connection and passes its bytes to standard output and standard input's to it, as ncat -l does", name)
+			}
+		}
+	}
 	switch {
 	case o.mode == "exec" && len(o.argv) == 0:
 		return errors.New("--mode exec needs a command after --, as in: --mode exec -- cat")
-	case o.mode != "exec" && len(o.argv) > 0:
+	case o.mode != "exec" && len(o.argv) > 0 && !o.netcat():
 		return fmt.Errorf("unexpected argument %q: give the port with --port", o.argv[0])
 	case o.mode != "exec" && o.execGrace != defaultExecGrace:
 		return errors.New("--exec-grace goes with --mode exec")
@@ -154,6 +167,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.Visit(func(f *flag.Flag) { o.given[f.Name] = true })
 	if err := o.check(); err != nil {
 		return usageError(stderr, "serve", "%v", err)
+	}
+	if o.netcat() {
+		return o.serveNetcat(ctx, stdout, stderr)
 	}
 
 	// Output never holds the server up: what its readers cannot take is

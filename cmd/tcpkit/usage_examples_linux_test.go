@@ -86,6 +86,15 @@ var usageRunners = map[string]func(r *docRun, line string){
 		r.serveExample(line, "echo over unix | tcpkit connect --unix /tmp/tcpkit.sock -", "over unix")
 	},
 
+	"tcpkit serve --port 7000 - > received.bin": func(r *docRun, line string) {
+		srv := r.start(&docCmd{line: line}, docBlock{file: "(-h example)"}, docNormalizer{})
+		srv.waitLines(r.t, 1) // its listening line, on stderr
+		r.run("printf 'a file\\n' | tcpkit connect 7000 -")
+		if code := srv.p.wait(r.t, waitFor); code != exitOK {
+			r.t.Errorf("$ %s exited %d, want 0: %s", line, code, srv.p.describe())
+		}
+		r.run("test \"$(cat received.bin)\" = 'a file'")
+	},
 	"tcpkit connect": func(r *docRun, line string) {
 		r.background("tcpkit serve --keep-open", "listen on port 5000")
 		r.untilCtrlC(line, 2) // connect to server!, receive: test
@@ -113,6 +122,12 @@ var usageRunners = map[string]func(r *docRun, line string){
 		r.run(line)
 	},
 
+	"tcpkit connect -z 5000-5010": func(r *docRun, line string) {
+		r.background("tcpkit serve --port 5003", "listen on port 5003")
+		if out, _ := r.run(line); !slices.Equal(out, []string{"localhost:5003 open"}) {
+			r.t.Errorf("$ %s printed %q, want the open port", line, out)
+		}
+	},
 	"tcpkit bench pingpong -c 50 -d 2s 5000": func(r *docRun, line string) {
 		r.background("tcpkit serve --keep-open --quiet", "listen on port 5000")
 		r.run(line)
