@@ -202,6 +202,33 @@ func (r *docRun) server(id string, n int) *docProc {
 	return dp
 }
 
+// startBlock starts the one command of block id, which runs on by itself
+// (a serve - waiting for its client), and waits for its first n lines.
+// finish waits for it to end, and checks it.
+func (r *docRun) startBlock(id string, n int) *docProc {
+	r.t.Helper()
+	b := r.block(id)
+	cmds := parseTranscript(r.t, b)
+	if len(cmds) != 1 {
+		r.t.Fatalf("%s: example %s is not one command", b.where(), id)
+	}
+	dp := r.start(cmds[0], b, newDocNormalizer(cmds))
+	dp.waitLines(r.t, n)
+	return dp
+}
+
+// finish waits for dp to end by itself, or gives it the ^C its
+// transcript shows, and checks what it printed.
+func (dp *docProc) finish(t testing.TB) int {
+	t.Helper()
+	if dp.c.interrupted {
+		return dp.interrupt(t)
+	}
+	code := dp.p.wait(t, waitFor)
+	checkTranscript(t, dp.where, dp.norm, dp.c, dp.untmp(dp.p.stdout.all()), dp.untmp(dp.p.stderr.all()))
+	return code
+}
+
 // background starts line in the namespace, as a command of no
 // transcript: a peer an example needs (a server for a client's example).
 // It runs until the run ends. ready is a line of its output to wait for.

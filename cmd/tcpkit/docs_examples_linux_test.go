@@ -4,6 +4,18 @@ package main
 // example needs around it (a server, a client in another terminal), then
 // its transcript. See docs_linux_test.go.
 var docRunners = map[string]func(r *docRun){
+	"readme-serve": func(r *docRun) {
+		srv := r.server("readme-serve", 2)
+		r.session("readme-connect")
+		srv.interrupt(r.t)
+	},
+	"readme-connect":   func(r *docRun) {}, // with readme-serve
+	"readme-keep-open": func(r *docRun) { r.session("readme-keep-open") },
+	"readme-ports": func(r *docRun) {
+		r.background("tcpkit serve", "listen on port 5000")
+		r.runCode("tcpkit connect", exitBroken)
+		r.session("readme-ports")
+	},
 	"serve-seed": func(r *docRun) {
 		srv := r.server("serve-seed", 2)
 		r.run("tcpkit connect --count 1")
@@ -81,6 +93,23 @@ var docRunners = map[string]func(r *docRun){
 	"bench-merge":        func(r *docRun) {}, // with bench-servers
 	"bench-report":       func(r *docRun) {}, // with bench-servers
 	"bench-fdlimit":      func(r *docRun) {}, // with bench-servers
+	"connect-seed": func(r *docRun) {
+		r.background("tcpkit serve", "listen on port 5000")
+		r.session("connect-seed")
+	},
+	"netcat-pipe": func(r *docRun) { r.session("netcat-pipe") },
+	"netcat-listen": func(r *docRun) {
+		srv := r.startBlock("netcat-listen", 1)
+		r.session("netcat-listen-client")
+		if code := srv.finish(r.t); code != exitOK {
+			r.t.Errorf("serve - exited %d, want 0", code)
+		}
+	},
+	"netcat-listen-client": func(r *docRun) {}, // with netcat-listen
+	"netcat-scan":          func(r *docRun) { r.session("netcat-scan") },
+	"netcat-lines":         func(r *docRun) { r.session("netcat-lines") },
+	"netcat-hex":           func(r *docRun) { r.session("netcat-hex") },
+	"netcat-unix":          func(r *docRun) { r.session("netcat-unix") },
 	"deploy-reuseport": func(r *docRun) {
 		r.session("deploy-reuseport")
 		for _, dp := range r.bg {

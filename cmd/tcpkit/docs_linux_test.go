@@ -34,7 +34,7 @@ var exampleMarkRe = regexp.MustCompile(`^<!-- example: ([a-z0-9-]+) -->$`)
 // docFiles are the markdown files whose examples must run.
 func docFiles(t testing.TB) []string {
 	t.Helper()
-	var files []string // README.md joins once it is the new front page
+	files := []string{"README.md"}
 	more, err := filepath.Glob("../../docs/*.md")
 	if err != nil {
 		t.Fatal(err)
@@ -356,6 +356,68 @@ func TestDocNormalizer(t *testing.T) {
 	for _, pair := range [][2]string{{"listen on port 7000", "listen on port 7001"}, {"3 open connections", "4 open connections"}} {
 		if d.line(pair[0]) == d.line(pair[1]) {
 			t.Errorf("%q and %q compare equal", pair[0], pair[1])
+		}
+	}
+}
+
+var (
+	docLinkRe    = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	docHeadingRe = regexp.MustCompile(`(?m)^#+ (.*)$`)
+)
+
+// anchor is GitHub's id for a heading: lower case, spaces to dashes,
+// punctuation dropped.
+func anchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(heading) {
+		switch {
+		case r == ' ':
+			b.WriteByte('-')
+		case r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// Every link between the docs leads somewhere: the file exists, and the
+// heading a #fragment names is in it.
+func TestDocsLinks(t *testing.T) {
+	for _, name := range docFiles(t) {
+		page, err := os.ReadFile(filepath.Join("../..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range docLinkRe.FindAllStringSubmatch(string(page), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			path, frag, _ := strings.Cut(target, "#")
+			file := filepath.Join("../..", filepath.Dir(name), path)
+			if path == "" {
+				file = filepath.Join("../..", name)
+			}
+			body, err := os.ReadFile(file)
+			if err != nil {
+				if _, serr := os.Stat(file); serr == nil { // a directory
+					continue
+				}
+				t.Errorf("%s: link %q: %v", name, target, err)
+				continue
+			}
+			if frag == "" {
+				continue
+			}
+			found := false
+			for _, h := range docHeadingRe.FindAllStringSubmatch(string(body), -1) {
+				if anchor(h[1]) == frag {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("%s: link %q: no heading there has the id %q", name, target, frag)
+			}
 		}
 	}
 }
