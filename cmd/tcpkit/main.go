@@ -33,6 +33,7 @@ var commands = map[string]command{
 	"connect": {connectCmd, "connect and send a message every second (the seed's client)"},
 	"bench":   {benchCmd, "load a server and measure it: rate, latency percentiles, errors (tcpkali, hey)"},
 	"ports":   {portsCmd, "list TCP listeners and connections with their processes (lsof -i)"},
+	"watch":   {watchCmd, "draw each connection to a port as a ladder of its TCP segments, explained (tcpdump)"},
 }
 
 func main() {
