@@ -174,7 +174,7 @@ func (c *conn) add(st *Step) {
 
 	if !me.based {
 		me.isn, me.based = s.Seq, true
-		if !syn { // joined after the SYN: the first byte seen counts as 1
+		if !syn && !rst { // joined after the SYN: the first byte seen counts as 1
 			me.isn--
 		}
 	}
@@ -288,7 +288,8 @@ func (c *conn) add(st *Step) {
 		} else if s.Ack != me.lastAck || !me.acked {
 			me.dups = 0
 		}
-		me.acked, me.lastAck, me.lastWin = true, s.Ack, s.Window
+		// A SYN-ACK's acknowledgement is no ACK a later one duplicates.
+		me.acked, me.lastAck, me.lastWin = !syn, s.Ack, s.Window
 	}
 }
 
