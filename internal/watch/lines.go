@@ -63,7 +63,7 @@ func (q *lineQueue) write() {
 func (q *lineQueue) put(line string) {
 	if q.pending > 0 {
 		select {
-		case q.ch <- "... " + itoa(q.pending) + " lines not drawn: the output was too slow (a --pcap file has every segment)":
+		case q.ch <- q.notice():
 			q.pending = 0
 		default:
 			q.pending++
@@ -82,19 +82,26 @@ func (q *lineQueue) put(line string) {
 // close lets the queued lines be written, waiting at most wait for them:
 // it reports false if the output did not take them in that time.
 func (q *lineQueue) close(wait time.Duration) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	if q.pending > 0 {
 		select {
-		case q.ch <- "... " + itoa(q.pending) + " lines not drawn: the output was too slow (a --pcap file has every segment)":
-		default:
+		case q.ch <- q.notice():
+		case <-t.C:
+			close(q.ch)
+			return false
 		}
 	}
 	close(q.ch)
-	t := time.NewTimer(wait)
-	defer t.Stop()
 	select {
 	case <-q.done:
 		return true
 	case <-t.C:
 		return false
 	}
+}
+
+// notice is the line that says how many lines were dropped.
+func (q *lineQueue) notice() string {
+	return "... " + itoa(q.pending) + " lines not drawn: the output was too slow (a --pcap file has every segment)"
 }
