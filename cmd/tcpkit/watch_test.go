@@ -149,8 +149,12 @@ func startTshark(t *testing.T, port int, extra ...string) *tsharkLive {
 	ts := &tsharkLive{p: start(t, tshark(t), append(args, tsharkFields...)...), port: port, markers: map[string]bool{}}
 	ts.p.stderr.waitMatch(t, "Capture started", func(l string) bool { return strings.Contains(l, "Capture started") }, waitFor)
 	t.Cleanup(func() { // SIGINT: tshark then stops dumpcap, which holds the pipe
-		ts.p.signal(t, syscall.SIGINT)
-		ts.p.wait(t, waitFor)
+		select {
+		case <-ts.p.done:
+		default:
+			ts.p.signal(t, syscall.SIGINT)
+			ts.p.wait(t, waitFor)
+		}
 	})
 	deadline := time.Now().Add(waitFor)
 	for {

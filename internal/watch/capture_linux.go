@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +24,9 @@ type Live struct {
 	loopback bool
 	buf, oob []byte
 	close    sync.Once
+	// drainUntil is zero, or since Drain the UnixNano time at which Next
+	// stops draining.
+	drainUntil atomic.Int64
 }
 
 // liveSnaplen is the most of a packet Live keeps: a loopback packet is
@@ -77,16 +82,32 @@ func OpenLive(iface string, port uint16) (*Live, error) {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
+// drainFor bounds Drain on a port that stays busy.
+const drainFor = time.Second
+
 // Next waits for the next segment. Its Data is valid until the next call.
 func (l *Live) Next() (Frame, error) {
 	for {
 		var n, oobn, flags int
 		var from unix.Sockaddr
 		var rerr error
-		err := l.rc.Read(func(fd uintptr) bool {
+		recv := func(fd uintptr) bool {
 			n, oobn, flags, from, rerr = unix.Recvmsg(int(fd), l.buf, l.oob, unix.MSG_TRUNC)
 			return rerr != unix.EAGAIN
-		})
+		}
+		var err error
+		if until := l.drainUntil.Load(); until != 0 {
+			// Draining: what the socket holds, without waiting for more.
+			if time.Now().UnixNano() > until {
+				return Frame{}, io.EOF
+			}
+			err = l.rc.Control(func(fd uintptr) { recv(fd) })
+			if err == nil && rerr == unix.EAGAIN {
+				return Frame{}, io.EOF
+			}
+		} else if err = l.rc.Read(recv); errors.Is(err, os.ErrDeadlineExceeded) {
+			continue // Drain woke this wait
+		}
 		if err != nil {
 			return Frame{}, err // closed
 		}
@@ -142,6 +163,13 @@ func (l *Live) Drops() uint32 {
 		}
 	})
 	return drops
+}
+
+// Drain makes Next return io.EOF once it has given the packets the
+// kernel holds for it, or after a second on a port that stays busy.
+func (l *Live) Drain() {
+	l.drainUntil.Store(time.Now().Add(drainFor).UnixNano())
+	l.f.SetReadDeadline(time.Now()) // wakes a Next that waits
 }
 
 // Close stops the capture; a Next in progress returns.

@@ -17,3 +17,6 @@ func (l *Live) Drops() uint32 { return 0 }
 
 // Close does nothing.
 func (l *Live) Close() error { return nil }
+
+// Drain does nothing.
+func (l *Live) Drain() {}

@@ -25,11 +25,17 @@ type Frame struct {
 }
 
 // A Source gives captured frames one at a time. Next returns io.EOF at
-// the end of a file; Close makes a Next in progress return.
+// the end of a file; Close makes a Next in progress return. A Source
+// with a method Drain (as Live has) is drained instead of closed when
+// Run's context ends.
 type Source interface {
 	Next() (Frame, error)
 	Close() error
 }
+
+// A drainer is a Source that can stop once it has given what it holds:
+// when Run's context ends, the segments captured before are still drawn.
+type drainer interface{ Drain() }
 
 // Options say what Run draws and where.
 type Options struct {
@@ -81,7 +87,13 @@ func (o Options) outWait() time.Duration {
 // done, then finishes the files. It closes src. The error is src's, or a
 // file's; the end of src or of ctx is no error.
 func Run(ctx context.Context, src Source, o Options) (Summary, error) {
-	stop := context.AfterFunc(ctx, func() { src.Close() })
+	stop := context.AfterFunc(ctx, func() {
+		if d, ok := src.(drainer); ok {
+			d.Drain()
+		} else {
+			src.Close()
+		}
+	})
 	defer stop()
 	defer src.Close()
 
