@@ -192,7 +192,7 @@ counted from the start of the connection (the SYN is 0), and its payload. Point 
 <section class="conn" id="conn{{.ID}}">
 <h2>Connection {{.ID}}: client {{.Client}}, server {{.Server}}</h2>
 <svg xmlns="http://www.w3.org/2000/svg" width="{{width .}}" height="{{height .}}" role="img" aria-label="connection {{.ID}}">
-<defs><marker id="head{{.ID}}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>
+<defs><marker id="head{{.ID}}" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="12" markerHeight="12" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>
 <text class="side" x="{{$.G.Client}}" y="16" text-anchor="middle">client</text>
 <text class="side" x="{{$.G.Server}}" y="16" text-anchor="middle">server</text>
 <text class="addr" x="{{$.G.Client}}" y="30" text-anchor="middle">{{.Client}}</text>
