@@ -252,3 +252,40 @@ func TestWatchHelp(t *testing.T) {
 		}
 	}
 }
+
+// The way out the message names: a copy of tcpkit given CAP_NET_RAW
+// with setcap captures when run by an unprivileged user (nobody).
+func TestWatchWithSetcap(t *testing.T) {
+	needCapture(t) // root, to give the capability and to become nobody
+	setcap, setpriv := needPeer(t, "setcap"), needPeer(t, "setpriv")
+	dir, err := os.MkdirTemp("", "tcpkit-setcap-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "tcpkit")
+	data, err := os.ReadFile(tcpkitBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // nobody may reach the binary
+		t.Fatal(err)
+	}
+	if code, _, errLines := runTcpkitPeer(t, setcap, "cap_net_raw+ep", bin); code != 0 {
+		t.Fatalf("setcap cap_net_raw+ep: exit %d, %q", code, errLines)
+	}
+
+	_, port := serve(t)
+	w := start(t, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", bin, "watch", itoa(port))
+	w.stderr.waitLine(t, "watching TCP port "+itoa(port)+" on lo (Ctrl-C stops)", waitFor)
+	c := dial(t, port)
+	write(t, c, "testing~")
+	readAll(t, c)
+	c.Close()
+	waitNote(t, w, "4-way close 4/4")
+	ladder, _ := stopWatch(t, w)
+	checkStory(t, rungs(t, ladder), seedStory[:5])
+}
