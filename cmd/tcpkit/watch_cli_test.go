@@ -148,6 +148,18 @@ func TestWatchReadsCaptures(t *testing.T) {
 		}
 	}
 
+	// A page from a file: an arrow per segment.
+	page := filepath.Join(dir, "run.html")
+	code, _, errLines := runTcpkit(t, "watch", "--read", ours, "--html", page)
+	checkExit(t, "watch --read --html", code, exitOK)
+	html, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(html), `<g class="seg `); got != len(live) {
+		t.Errorf("the page of watch --read %s --html has %d arrows, want %d; stderr %q", ours, got, len(live), errLines)
+	}
+
 	// A file cut in the middle of a packet: what comes before is drawn,
 	// and one line says the file was cut short.
 	data, err := os.ReadFile(ours)
@@ -288,4 +300,31 @@ func TestWatchWithSetcap(t *testing.T) {
 	waitNote(t, w, "4-way close 4/4")
 	ladder, _ := stopWatch(t, w)
 	checkStory(t, rungs(t, ladder), seedStory[:5])
+}
+
+// docs/watch.md: its flags are watch -h's, and its ladders tell the
+// stories the live tests check.
+func TestWatchDocs(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/watch.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runTcpkit(t, "watch", "-h")
+	checkExit(t, "watch -h", code, exitOK)
+	help := strings.Join(out, "\n") + "\n"
+	flags := help[strings.Index(help, "Flags:\n"):]
+	if !strings.Contains(string(doc), "```\n"+flags+"```\n") {
+		t.Errorf("docs/watch.md lacks the current flags; paste the Flags: part of 'tcpkit watch -h':\n%s", flags)
+	}
+	block := func(marker string) []string {
+		_, rest, ok := strings.Cut(string(doc), "<!-- "+marker)
+		_, rest, ok2 := strings.Cut(rest, "```\n")
+		body, _, ok3 := strings.Cut(rest, "```\n")
+		if !ok || !ok2 || !ok3 {
+			t.Fatalf("docs/watch.md has no block after <!-- %s", marker)
+		}
+		return strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+	}
+	checkStory(t, rungs(t, block("seed ladder")), seedStory)
+	checkStory(t, rungs(t, block("epipe ladder")), lateWriteStory)
 }
