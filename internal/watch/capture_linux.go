@@ -27,6 +27,7 @@ type Live struct {
 	// drainUntil is zero, or since Drain the UnixNano time at which Next
 	// stops draining.
 	drainUntil atomic.Int64
+	drops      atomic.Uint64 // counted by Drops
 }
 
 // liveSnaplen is the most of a packet Live keeps: a loopback packet is
@@ -54,7 +55,8 @@ func OpenLive(iface string, port uint16) (*Live, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("watch: %s: %w", what, err)
 	}
-	if err := attachPortFilter(fd, port); err != nil {
+	loopback := ifi.Flags&net.FlagLoopback != 0
+	if err := attachPortFilter(fd, port, loopback); err != nil {
 		return fail("filter", err)
 	}
 	// A large buffer rides out a burst while the ladder is drawn; as
@@ -75,7 +77,7 @@ func OpenLive(iface string, port uint16) (*Live, error) {
 		return nil, err
 	}
 	return &Live{
-		f: f, rc: rc, ifindex: ifi.Index, loopback: ifi.Flags&net.FlagLoopback != 0,
+		f: f, rc: rc, ifindex: ifi.Index, loopback: loopback,
 		buf: make([]byte, liveSnaplen), oob: make([]byte, 64),
 	}, nil
 }
@@ -154,15 +156,15 @@ func stamp(oob []byte) time.Time {
 }
 
 // Drops is how many packets the kernel dropped because Live did not read
-// them fast enough.
-func (l *Live) Drops() uint32 {
-	var drops uint32
-	l.rc.Control(func(fd uintptr) {
+// them fast enough, since it started; after Close, until Close.
+func (l *Live) Drops() uint64 {
+	l.rc.Control(func(fd uintptr) { // fails once closed: then drops is final
+		// The kernel resets its counters each time they are read.
 		if st, err := unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
-			drops = st.Drops
+			l.drops.Add(uint64(st.Drops))
 		}
 	})
-	return drops
+	return l.drops.Load()
 }
 
 // Drain makes Next return io.EOF once it has given the packets the
@@ -175,20 +177,36 @@ func (l *Live) Drain() {
 // Close stops the capture; a Next in progress returns.
 func (l *Live) Close() error {
 	var err error
-	l.close.Do(func() { err = l.f.Close() })
+	l.close.Do(func() {
+		l.Drops()
+		err = l.f.Close()
+	})
 	return err
 }
 
+// skfPktType is where a classic BPF program loads the packet's type
+// from (SKF_AD_OFF + SKF_AD_PKTTYPE in linux/filter.h).
+const skfPktType = 0xfffff000 + 4
+
 // attachPortFilter makes the kernel pass the socket only TCP segments to
 // or from port, in IPv4 or in IPv6 without extension headers: the rest of
-// the interface's traffic never wakes the capture. The program reads the
-// IP header, where a SOCK_DGRAM packet socket's data starts.
-func attachPortFilter(fd int, port uint16) error {
+// the interface's traffic never wakes the capture. On loopback it also
+// drops the outgoing copy of each packet, which arrives again. The
+// program reads the IP header, where a SOCK_DGRAM packet socket's data
+// starts.
+func attachPortFilter(fd int, port uint16, loopback bool) error {
 	const (
 		accept = 19
 		drop   = 20
 	)
 	p := uint32(port)
+	var outgoing []unix.SockFilter
+	if loopback { // jumps are relative: these two shift nothing below
+		outgoing = []unix.SockFilter{
+			{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: skfPktType},
+			{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.PACKET_OUTGOING, Jt: drop},
+		}
+	}
 	// jump builds a conditional jump at index i to the indexes t and f.
 	jump := func(i int, op uint16, k uint32, t, f int) unix.SockFilter {
 		return unix.SockFilter{Code: unix.BPF_JMP | op | unix.BPF_K, Jt: uint8(t - i - 1), Jf: uint8(f - i - 1), K: k}
@@ -222,5 +240,6 @@ func attachPortFilter(fd int, port uint16) error {
 		accept: {Code: unix.BPF_RET | unix.BPF_K, K: liveSnaplen},
 		drop:   {Code: unix.BPF_RET | unix.BPF_K, K: 0},
 	}
+	prog = append(outgoing, prog...)
 	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
 }

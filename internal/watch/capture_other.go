@@ -13,7 +13,7 @@ func OpenLive(iface string, port uint16) (*Live, error) { return nil, ErrUnsuppo
 func (l *Live) Next() (Frame, error) { return Frame{}, ErrUnsupported }
 
 // Drops is zero.
-func (l *Live) Drops() uint32 { return 0 }
+func (l *Live) Drops() uint64 { return 0 }
 
 // Close does nothing.
 func (l *Live) Close() error { return nil }

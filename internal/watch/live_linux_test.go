@@ -233,3 +233,58 @@ func TestLiveZeroWindow(t *testing.T) {
 	<-done
 	stop()
 }
+
+// Packets the capture does not read in time are counted, and the count
+// survives Close. Nothing reads the capture here while 64 MiB cross a
+// loopback connection: far more than its buffer holds.
+func TestLiveDrops(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	src, err := OpenLive("lo", uint16(port))
+	if errors.Is(err, ErrPermission) {
+		t.Skip("live capture needs root or CAP_NET_RAW")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int64, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- 0
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(waitFor))
+		n, _ := io.Copy(io.Discard, c)
+		done <- n
+	}()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(waitFor))
+	buf := make([]byte, 1<<20)
+	for range 64 {
+		if _, err := c.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	if n := <-done; n != 64<<20 {
+		t.Fatalf("the server read %d bytes, want %d", n, 64<<20)
+	}
+	d := src.Drops()
+	if d == 0 {
+		t.Fatal("no drops counted with 64 MiB unread")
+	}
+	src.Close()
+	if after := src.Drops(); after < d {
+		t.Errorf("after Close Drops is %d, before %d", after, d)
+	}
+}
