@@ -7,7 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"strconv"
+	"sync/atomic"
+	"syscall"
 
 	"tcpkit/internal/watch"
 )
@@ -108,7 +111,14 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		src = live
 	}
 
-	opts := watch.Options{Port: port, Out: stdout, Color: useColor}
+	// A closed standard output (tcpkit watch 5000 | head) ends the
+	// capture as Ctrl-C does, files finished, rather than SIGPIPE killing
+	// the process with them half written.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	signal.Ignore(syscall.SIGPIPE)
+	out := &stopOnError{w: stdout, stop: cancel}
+	opts := watch.Options{Port: port, Out: out, Color: useColor}
 	var files []*os.File
 	for _, out := range []struct {
 		name string
@@ -136,6 +146,9 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			err = cerr
 		}
 	}
+	if out.failed.Load() {
+		fmt.Fprintln(stderr, "standard output was closed: stopped")
+	}
 	fmt.Fprintf(stderr, "%s in %s\n", plural(sum.Segments, "segment"), plural(sum.Conns, "connection"))
 	if sum.Dropped > 0 {
 		fmt.Fprintf(stderr, "%d ladder lines were not drawn: the output was too slow%s\n", sum.Dropped, pcapHas(*pcapName))
@@ -149,7 +162,7 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	if sum.HTMLDropped > 0 {
-		fmt.Fprintf(stderr, "%s holds the first %d segments; %d later ones are only on the terminal%s\n", *htmlName, watch.MaxHTMLSteps, sum.HTMLDropped, pcapHas(*pcapName))
+		fmt.Fprintf(stderr, "%s holds the first %d segments, not the %d after them%s\n", *htmlName, watch.MaxHTMLSteps, sum.HTMLDropped, pcapHas(*pcapName))
 	}
 	switch {
 	case errors.Is(err, watch.ErrCutShort):
@@ -160,6 +173,21 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return failf("%v", pathErr(err))
 	}
 	return exitOK
+}
+
+// stopOnError passes writes on, and calls stop at the first that fails.
+type stopOnError struct {
+	w      io.Writer
+	stop   func()
+	failed atomic.Bool
+}
+
+func (s *stopOnError) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil && !s.failed.Swap(true) {
+		s.stop()
+	}
+	return n, err
 }
 
 // pcapHas says that the pcap file, if any, has every segment.

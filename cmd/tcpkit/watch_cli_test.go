@@ -328,3 +328,35 @@ func TestWatchDocs(t *testing.T) {
 	checkStory(t, rungs(t, block("seed ladder")), seedStory)
 	checkStory(t, rungs(t, block("epipe ladder")), lateWriteStory)
 }
+
+// A standard output closed by its reader (tcpkit watch 5000 | head) ends
+// watch as Ctrl-C does: exit 0, the pcap finished, one line saying why.
+func TestWatchStdoutClosed(t *testing.T) {
+	needCapture(t)
+	_, port := serve(t)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcap := filepath.Join(t.TempDir(), "closed.pcap")
+	w := ncStart(t, nil, pw, tcpkitBin, "watch", "--pcap", pcap, itoa(port))
+	pw.Close()
+	w.stderr.waitLine(t, "watching TCP port "+itoa(port)+" on lo (Ctrl-C stops)", waitFor)
+	pr.Close() // the reader goes away, as head does after its lines
+	c := dial(t, port)
+	write(t, c, "testing~")
+	readAll(t, c)
+	c.Close()
+	checkExit(t, "watch with its standard output closed", w.wait(t, waitFor), exitOK)
+	errLines := w.stderr.all()
+	if lineWith(errLines, "standard output was closed: stopped") == "" {
+		t.Errorf("stderr %q, want a line saying standard output was closed", errLines)
+	}
+	m := regexp.MustCompile(`^(\d+) segments? in 1 connection$`).FindStringSubmatch(errLines[len(errLines)-1])
+	if m == nil {
+		t.Fatalf("stderr %q, want the count last", errLines)
+	}
+	if got := pcapSegments(t, pcap); itoa(len(got)) != m[1] || len(got) == 0 {
+		t.Errorf("the pcap holds %d segments, watch counted %s", len(got), m[1])
+	}
+}
