@@ -316,17 +316,42 @@ func TestWatchDocs(t *testing.T) {
 	if !strings.Contains(string(doc), "```\n"+flags+"```\n") {
 		t.Errorf("docs/watch.md lacks the current flags; paste the Flags: part of 'tcpkit watch -h':\n%s", flags)
 	}
+	// Each ladder block starts with the command that draws it from a
+	// capture in testdata: run it, and compare.
 	block := func(marker string) []string {
 		_, rest, ok := strings.Cut(string(doc), "<!-- "+marker)
-		_, rest, ok2 := strings.Cut(rest, "```\n")
+		_, rest, ok2 := strings.Cut(rest, "```\n$ tcpkit ")
 		body, _, ok3 := strings.Cut(rest, "```\n")
 		if !ok || !ok2 || !ok3 {
-			t.Fatalf("docs/watch.md has no block after <!-- %s", marker)
+			t.Fatalf("docs/watch.md has no block starting with a tcpkit command after <!-- %s", marker)
 		}
-		return strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+		lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+		args := strings.Fields(strings.ReplaceAll(lines[0], "testdata/", "../../testdata/"))
+		code, out, errLines := runTcpkit(t, args...)
+		checkExit(t, "tcpkit "+lines[0], code, exitOK)
+		checkLines(t, "docs/watch.md's output of tcpkit "+lines[0]+" (got is the command's)", out, lines[1:])
+		checkLines(t, "stderr of tcpkit "+lines[0], errLines, []string{"10 segments in 1 connection"})
+		return lines[1:]
 	}
 	checkStory(t, rungs(t, block("seed ladder")), seedStory)
-	checkStory(t, rungs(t, block("epipe ladder")), lateWriteStory)
+	checkStory(t, rungs(t, block("epipe ladder")), append(seedStory[:4:4], lateWriteStory...))
+}
+
+// On a terminal the lines are coloured, one colour per connection;
+// NO_COLOR turns that off. script(1) gives watch a terminal.
+func TestWatchColourOnTerminal(t *testing.T) {
+	script := needPeer(t, "script")
+	cmd := tcpkitBin + " watch --read ../../testdata/watch/seed.pcap"
+	code, out, _ := runTcpkitPeer(t, script, "-q", "-e", "-c", cmd, "/dev/null")
+	checkExit(t, "watch on a terminal", code, 0)
+	if len(out) < 2 || !strings.HasPrefix(out[0], "\x1b[36m#1 ") || !strings.HasPrefix(out[1], "\x1b[36m#1    0.000000  |--SYN") {
+		t.Errorf("on a terminal: %q, want connection 1's lines in cyan", out)
+	}
+	code, out, _ = runTcpkitPeer(t, script, "-q", "-e", "-c", "NO_COLOR=1 "+cmd, "/dev/null")
+	checkExit(t, "watch on a terminal with NO_COLOR", code, 0)
+	if len(out) < 2 || strings.Contains(strings.Join(out, ""), "\x1b") {
+		t.Errorf("with NO_COLOR: %q, want no escapes", out)
+	}
 }
 
 // A standard output closed by its reader (tcpkit watch 5000 | head) ends
