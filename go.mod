@@ -8,12 +8,7 @@ require golang.org/x/sys v0.50.0
 
 require github.com/HdrHistogram/hdrhistogram-go v1.4.0
 
-require (
-	github.com/google/gopacket v1.1.19
-	github.com/pires/go-proxyproto v0.15.0
-)
-
-require golang.org/x/net v0.59.0 // indirect
+require github.com/pires/go-proxyproto v0.15.0
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

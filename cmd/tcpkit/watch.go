@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -168,7 +169,8 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case errors.Is(err, watch.ErrCutShort):
 		return failf("%s ends in the middle of a packet (was the capture cut short?): drew the %d segments before it", *readName, sum.Segments)
 	case errors.Is(err, watch.ErrNotCapture):
-		return failf("%s is damaged after its first %d segments: %v", *readName, sum.Segments, err)
+		what := strings.TrimPrefix(err.Error(), watch.ErrNotCapture.Error()+": ")
+		return failf("%s is damaged after its first %d segments (%s): drew those", *readName, sum.Segments, what)
 	case err != nil:
 		return failf("%v", pathErr(err))
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"io"
 	"net"
 	"os"
@@ -383,5 +384,33 @@ func TestWatchStdoutClosed(t *testing.T) {
 	}
 	if got := pcapSegments(t, pcap); itoa(len(got)) != m[1] || len(got) == 0 {
 		t.Errorf("the pcap holds %d segments, watch counted %s", len(got), m[1])
+	}
+}
+
+// A damaged capture: the segments before the damage are drawn, then one
+// line says where it is; the absurd length is never allocated.
+func TestWatchReadDamaged(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/watch/seed.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := 24 // past the file header: skip four records
+	for range 4 {
+		off += 16 + int(binary.LittleEndian.Uint32(data[off+8:]))
+	}
+	binary.LittleEndian.PutUint32(data[off+8:], 0xfffffff0)
+	file := filepath.Join(t.TempDir(), "damaged.pcap")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errLines := runTcpkit(t, "watch", "--read", file)
+	checkExit(t, "watch --read of a damaged file", code, exitFail)
+	checkStory(t, rungs(t, out), seedStory[:4])
+	if n := len(rungs(t, out)); n != 4 {
+		t.Errorf("%d segments drawn, want the 4 before the damage", n)
+	}
+	want := "tcpkit watch: " + file + " is damaged after its first 4 segments (a packet of 4294967280 bytes): drew those"
+	if len(errLines) == 0 || errLines[len(errLines)-1] != want {
+		t.Errorf("stderr %q, want last %q", errLines, want)
 	}
 }
