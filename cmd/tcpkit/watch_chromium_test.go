@@ -26,7 +26,8 @@ func watchChromiumDOM(t *testing.T, url string) string {
 
 // The page of --html, rendered by a real browser: one arrow per segment
 // with its label, the addresses over the bars, and the details of the
-// segment the URL's fragment selects (a click selects it the same way).
+// segment the URL's fragment selects: the page clicks that arrow, so the
+// click handler itself fills the panel.
 // The page loads nothing from the network.
 func TestWatchHTMLInChromium(t *testing.T) {
 	_, port := serve(t)

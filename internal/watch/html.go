@@ -235,7 +235,11 @@ document.querySelectorAll(".seg").forEach(g => {
   g.addEventListener("click", () => { history.replaceState(null, "", "#" + g.id); show(g.id); });
   g.addEventListener("keydown", e => { if (e.key === "Enter") g.dispatchEvent(new Event("click")); });
 });
-function fromHash() { if (location.hash.length > 1) show(location.hash.slice(1)); }
+// A fragment (run.html#c1s4) clicks its arrow, as a reader would.
+function fromHash() {
+  const g = document.getElementById(location.hash.slice(1));
+  if (g && g.classList.contains("seg")) g.dispatchEvent(new MouseEvent("click", {bubbles: true}));
+}
 window.addEventListener("hashchange", fromHash);
 fromHash();
 </script>
