@@ -15,52 +15,6 @@ import (
 	"go.uber.org/goleak"
 )
 
-const waitFor = 5 * time.Second
-
-// lineSink collects Run's output and lets a test wait for a line.
-type lineSink struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newLineSink() *lineSink { return &lineSink{changed: make(chan struct{})} }
-
-func (s *lineSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf.Write(p)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (s *lineSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// wait waits until the output contains want.
-func (s *lineSink) wait(t *testing.T, want string) {
-	t.Helper()
-	deadline := time.NewTimer(waitFor)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		ok, changed := strings.Contains(s.buf.String(), want), s.changed
-		s.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("no %q in the ladder within %v:\n%s", want, waitFor, s.String())
-		}
-	}
-}
-
 // liveRun captures port on lo with Run until stop is called, which
 // returns Run's summary.
 func liveRun(t *testing.T, port int, o Options) (stop func() Summary) {
