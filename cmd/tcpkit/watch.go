@@ -92,7 +92,8 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		defer f.Close()
 		if src, err = watch.OpenFile(f); err != nil {
 			if errors.Is(err, watch.ErrLinkType) {
-				return failf("%s holds frames of a link type watch cannot decode (%v): capture on an Ethernet or loopback interface, or with tcpdump -i any", *readName, err)
+				link := strings.TrimPrefix(err.Error(), watch.ErrLinkType.Error()+" ")
+				return failf("%s holds frames of link type %s, which watch cannot decode: capture on an Ethernet or loopback interface, or with tshark -i any", *readName, link)
 			}
 			return failf("%s is not a pcap or pcapng capture (as tcpdump -w and tshark -w write)", *readName)
 		}
@@ -107,7 +108,7 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		case errors.Is(err, watch.ErrUnsupported):
 			return failf("live capture works on Linux only; --read draws a capture made elsewhere")
 		case err != nil:
-			return failf("cannot capture on %s: %v", *iface, err)
+			return failf("cannot capture on %s: %s", *iface, plain(err))
 		}
 		src = live
 	}
@@ -172,10 +173,13 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		what := strings.TrimPrefix(err.Error(), watch.ErrNotCapture.Error()+": ")
 		return failf("%s is damaged after its first %d segments (%s): drew those", *readName, sum.Segments, what)
 	case err != nil:
-		return failf("%v", pathErr(err))
+		return failf("stopped after %d segments: %s", sum.Segments, plain(pathErr(err)))
 	}
 	return exitOK
 }
+
+// plain is err's text without the package's "watch: " in front.
+func plain(err error) string { return strings.TrimPrefix(err.Error(), "watch: ") }
 
 // stopOnError passes writes on, and calls stop at the first that fails.
 type stopOnError struct {

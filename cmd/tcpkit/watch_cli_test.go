@@ -21,6 +21,10 @@ func TestWatchUsageErrors(t *testing.T) {
 	if err := os.WriteFile(notCapture, []byte("hello, not a capture\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	usb := filepath.Join(dir, "usb.pcap") // a pcap header of link type 147
+	if err := os.WriteFile(usb, []byte("\xd4\xc3\xb2\xa1\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x04\x00\x93\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -35,6 +39,7 @@ func TestWatchUsageErrors(t *testing.T) {
 		{"file and interface", []string{"watch", "--read", notCapture, "--iface", "eth0"}, exitUsage, "--read draws a file, --iface captures: give one of them"},
 		{"no such file", []string{"watch", "--read", filepath.Join(dir, "none.pcap")}, exitFail, "cannot read " + filepath.Join(dir, "none.pcap") + ": no such file or directory"},
 		{"not a capture", []string{"watch", "--read", notCapture}, exitFail, notCapture + " is not a pcap or pcapng capture (as tcpdump -w and tshark -w write)"},
+		{"unknown link type", []string{"watch", "--read", usb}, exitFail, usb + " holds frames of link type 147, which watch cannot decode: capture on an Ethernet or loopback interface, or with tshark -i any"},
 		{"no such interface", []string{"watch", "--iface", "nosuch0", "5000"}, exitFail, `there is no network interface "nosuch0": 'ip link' lists them`},
 		{"pcap not creatable", []string{"watch", "--read", notCapture, "--pcap", filepath.Join(dir, "no", "dir.pcap")}, exitFail, ""},
 	}
