@@ -85,6 +85,7 @@ type conn struct {
 	handshake      int  // 1: SYN seen, 2: SYN-ACK seen, 3: connected
 	firstFin       bool // true: the client sent the first FIN
 	anyFin         bool
+	crossed        bool // each side sent its FIN before it saw the other's
 	closed         bool // the last FIN was acknowledged, or a RST
 }
 
@@ -264,13 +265,20 @@ func (c *conn) add(st *Step) {
 		if peer.finAcked {
 			note("4-way close 3/4: the " + who + "'s FIN: it ends its side too")
 		} else {
+			c.crossed = true
 			note("the " + who + "'s FIN crosses the " + other + "'s: both close at once, and both wait in TIME_WAIT")
 		}
 	case acksPeerFin && me.fin:
-		c.closed = true
-		if c.firstFin == st.FromClient {
+		both := c.c.finAcked && c.s.finAcked
+		c.closed = c.closed || both
+		switch {
+		case c.crossed && !both:
+			note("the " + who + " acknowledges the " + other + "'s FIN")
+		case c.crossed:
+			note("the " + who + " acknowledges the " + other + "'s FIN: closed; both sent a FIN before seeing the other's, so both wait in TIME_WAIT (60 s on Linux)")
+		case c.firstFin == st.FromClient:
 			note("4-way close 4/4: the " + who + " acknowledges the " + other + "'s FIN: closed; the " + who + ", which sent the first FIN, waits in TIME_WAIT (60 s on Linux)")
-		} else {
+		default:
 			note("the " + who + " acknowledges the " + other + "'s FIN: closed")
 		}
 	case acksPeerFin:

@@ -142,6 +142,17 @@ func TestTrackNotes(t *testing.T) {
 			`PSH-ACK seq=1 ack=1 "aaaa" 4 B | `,
 			"ACK seq=1 ack=5 win=0 | zero window: the server's receive buffer is full: the client must wait",
 		}},
+		{"FINs that cross", []seg{
+			{true, 101, 701, FIN | ACK, 0, ""},
+			{false, 701, 101, FIN | ACK, 0, ""},
+			{true, 102, 702, ACK, 0, ""},
+			{false, 702, 102, ACK, 0, ""},
+		}, []string{
+			"FIN-ACK seq=1 ack=1 | 4-way close 1/4: the client's FIN",
+			"FIN-ACK seq=1 ack=1 | the server's FIN crosses the client's: both close at once, and both wait in TIME_WAIT",
+			"ACK seq=2 ack=2 | the client acknowledges the server's FIN",
+			"ACK seq=2 ack=2 | the server acknowledges the client's FIN: closed; both sent a FIN before seeing the other's, so both wait in TIME_WAIT",
+		}},
 		{"the client ends first", []seg{
 			{true, 101, 701, FIN | ACK, 0, ""},
 			{false, 701, 102, ACK, 0, ""},
