@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,6 +239,41 @@ func TestShutdownGivesHandshakesAGrace(t *testing.T) {
 	}
 	if took := time.Since(start); took < FirstMessageGrace || took > FirstMessageGrace+time.Second {
 		t.Errorf("Shutdown took %v, want about FirstMessageGrace (%v)", took, FirstMessageGrace)
+	}
+}
+
+// A Handshake that fails during Shutdown is told to OnReject before
+// Shutdown returns: serve's "rejected" line then comes before its last
+// line, not after its output was closed (it was lost now and then).
+func TestShutdownReturnsAfterOnReject(t *testing.T) {
+	for range 50 {
+		var told atomic.Bool
+		entered := make(chan string, 1)
+		shake := oneByteHandshake(entered)
+		srv := &Server{
+			Engine: EngineStd,
+			Handshake: func(nc net.Conn) (net.Conn, error) {
+				if _, err := shake(nc); err != nil {
+					return nil, err
+				}
+				return nil, errors.New("a bad header")
+			},
+			OnReject: func(net.Addr, error) { told.Store(true) },
+		}
+		addr := startServer(t, srv)
+		nc := rawDial(t, addr)
+		waitEntered(t, entered, nc.LocalAddr().String())
+		shut := make(chan error, 1)
+		go func() { shut <- srv.Shutdown(context.Background()) }()
+		waitUntil(t, "the shutdown to start", func() bool { return srv.inShutdown.Load() })
+		nc.Write([]byte("x"))
+		if err := <-shut; err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		if !told.Load() {
+			t.Fatal("Shutdown returned before OnReject was told of the failed Handshake")
+		}
+		nc.Close()
 	}
 }
 

@@ -136,16 +136,21 @@ func (s *Server) serveStd(ln net.Listener) error {
 		}
 		go func() {
 			hc, err := s.Handshake(nc)
-			if !s.trackShaking(nc, false) { // Close cut it: not the peer's doing
+			if err != nil {
+				// Told before the connection stops counting as open, so
+				// that a Shutdown waiting for it returns after OnReject:
+				// serve's "rejected" line comes before its last. Not told
+				// when Close cut it: that was not the peer's doing.
 				nc.Close()
-				if err == nil {
-					hc.Close()
+				if s.isShaking(nc) {
+					s.reject(nc.RemoteAddr(), err)
 				}
+				s.trackShaking(nc, false)
 				return
 			}
-			if err != nil {
+			if !s.trackShaking(nc, false) { // Close cut it
 				nc.Close()
-				s.reject(nc.RemoteAddr(), err)
+				hc.Close()
 				return
 			}
 			// Accepted before any Shutdown: served even during one, as a
@@ -231,6 +236,15 @@ func (s *Server) trackShaking(nc net.Conn, add bool) bool {
 	}
 	s.shaking[nc] = struct{}{}
 	return true
+}
+
+// isShaking reports whether nc is still in Handshake: Close has not cut
+// it.
+func (s *Server) isShaking(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.shaking[nc]
+	return ok
 }
 
 // retryAccept reports whether an Accept error passes with time: the

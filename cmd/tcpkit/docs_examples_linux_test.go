@@ -1,5 +1,10 @@
 package main
 
+import (
+	"path/filepath"
+	"testing"
+)
+
 // docRunners run the examples of the docs, each by its id: what the
 // example needs around it (a server, a client in another terminal), then
 // its transcript. See docs_linux_test.go.
@@ -110,6 +115,14 @@ var docRunners = map[string]func(r *docRun){
 	"netcat-lines":         func(r *docRun) { r.session("netcat-lines") },
 	"netcat-hex":           func(r *docRun) { r.session("netcat-hex") },
 	"netcat-unix":          func(r *docRun) { r.session("netcat-unix") },
+	"watch-seed-ladder": func(r *docRun) {
+		r.run("cp -r " + repoPath(r.t, "testdata") + " testdata")
+		r.session("watch-seed-ladder")
+	},
+	"watch-epipe-ladder": func(r *docRun) {
+		r.run("cp -r " + repoPath(r.t, "testdata") + " testdata")
+		r.session("watch-epipe-ladder")
+	},
 	"deploy-reuseport": func(r *docRun) {
 		r.session("deploy-reuseport")
 		for _, dp := range r.bg {
@@ -120,3 +133,14 @@ var docRunners = map[string]func(r *docRun){
 
 // benchDocBlocks are the examples of docs/bench.md after its servers'.
 var benchDocBlocks = []string{"bench-pingpong", "bench-oneshot", "bench-stream", "bench-idle", "bench-refused", "bench-expect-exact", "bench-message-file", "bench-ramp", "bench-merge", "bench-report", "bench-fdlimit"}
+
+// repoPath is the absolute path of a file of the repository, for a
+// command run in the examples' directory.
+func repoPath(t testing.TB, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("../..", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -20,6 +20,7 @@ var flagPages = map[string]string{
 	"bench":   "bench.md",
 	"ports":   "ports.md",
 	"cert":    "tls-and-proxy.md",
+	"watch":   "watch.md",
 }
 
 var flagsSectionRe = regexp.MustCompile("(?s)\n## Flags\n.*$")

@@ -40,9 +40,9 @@ func (o *serveOptions) serveNetcat(ctx context.Context, stdout, stderr io.Writer
 	conns := make(chan *tcpkit.Conn, 1)
 	srv.Events = pp.events(stdout)
 	srv.Events.OnConnect = func(c *tcpkit.Conn) { conns <- c }
-	srv.MaxConns = 1             // one connection, as ncat -l without -k
+	srv.MaxConns = 1              // one connection, as ncat -l without -k
 	srv.Engine = tcpkit.EngineStd // its callbacks block on standard output
-	srv.ReadDuringBacklog = true // what we send comes from stdin, not from what we read
+	srv.ReadDuringBacklog = true  // what we send comes from stdin, not from what we read
 
 	ln, err := o.listen(ctx)
 	if err != nil {

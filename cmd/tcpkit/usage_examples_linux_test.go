@@ -215,6 +215,42 @@ func init() {
 	}
 }
 
+func init() {
+	// watch captures on the namespace's loopback: the seed's run, drawn.
+	watchLive := func(r *docRun, line string) {
+		needPeer(r.t, "sudo")
+		r.background("tcpkit serve", "listen on port 5000")
+		keep := `sudo() { command sudo env PATH="$PATH" "$@"; }; `
+		w := r.start(&docCmd{line: keep + line}, docBlock{file: "(-h example)"}, docNormalizer{})
+		w.p.stderr.waitPrefix(r.t, "watching TCP port 5000 on lo", waitFor)
+		r.run("tcpkit connect --count 1")
+		w.waitLines(r.t, 12) // the watching line, a header and 10 segments
+		syscall.Kill(-w.p.cmd.Process.Pid, syscall.SIGINT)
+		if code := w.p.wait(r.t, waitFor); code != exitOK {
+			r.t.Errorf("$ %s exited %d after Ctrl-C, want 0: %s", line, code, w.p.describe())
+		}
+		if out := w.p.stdout.all(); len(out) < 11 || !strings.Contains(strings.Join(out, "\n"), "3-way handshake 1/3") {
+			r.t.Errorf("$ %s drew %q, want the seed's ladder", line, out)
+		}
+	}
+	usageRunners["sudo tcpkit watch 5000"] = watchLive
+	usageRunners["sudo tcpkit watch --pcap run.pcap 5000"] = func(r *docRun, line string) {
+		watchLive(r, line)
+		r.run("tcpkit watch --read run.pcap | grep -q '3-way handshake 1/3'")
+	}
+	usageRunners["tcpkit watch --read run.pcap"] = func(r *docRun, line string) {
+		r.run("cp " + repoPath(r.t, "testdata/watch/seed.pcap") + " run.pcap")
+		if out, _ := r.run(line); len(out) != 11 {
+			r.t.Errorf("$ %s drew %q, want the 10 segments of the seed's run", line, out)
+		}
+	}
+	usageRunners["tcpkit watch --read run.pcap --html run.html"] = func(r *docRun, line string) {
+		r.run("cp " + repoPath(r.t, "testdata/watch/seed.pcap") + " run.pcap")
+		r.run(line)
+		r.run("grep -q '<svg' run.html")
+	}
+}
+
 // Every example of every command's -h runs, and every runner has its
 // example.
 func TestUsageExamples(t *testing.T) {
