@@ -94,6 +94,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	serverPID := fs.Int("server-pid", 0, "idle: the server's `PID`, to report its memory per connection")
 	sendProxy := fs.String("send-proxy", "", "send a PROXY protocol header, `v1` or v2, on each connection first")
 	proxySrc := fs.String("proxy-src", "", "the client address the PROXY header claims, `IP:PORT` (default: our own)")
+	var tlsFlags tlsClientFlags // as connect's
+	tlsFlags.define(fs)
 	jsonOut := fs.Bool("json", false, "print the result as JSON, for scripts and merge")
 	cpuProfile := fs.String("cpuprofile", "", "write the generator's CPU profile to `file`, for go tool pprof")
 	report := fs.String("report", "", "also write a self-contained HTML page with latency charts to `FILE`")
@@ -153,12 +155,21 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return usageError(stderr, "bench", "%s: %v", e.flag, err)
 		}
 	}
-	if *sendProxy != "" {
-		step, err := proxyHeaderStep(*sendProxy, *proxySrc)
-		if err != nil {
-			return usageError(stderr, "bench", "%v", err)
-		}
-		cfg.Prepare = func(nc net.Conn) error { _, err := step(ctx, nc); return err }
+	if err := tlsFlags.check(fs); err != nil {
+		return usageError(stderr, "bench", "%v", err)
+	}
+	tlsCfg, err := tlsFlags.config(addr)
+	if err != nil {
+		return usageError(stderr, "bench", "%v", err)
+	}
+	// Each connection first sends the PROXY header, then speaks TLS, as
+	// connect's do.
+	handshake, err := clientHandshake(*sendProxy, *proxySrc, tlsCfg, nil)
+	if err != nil {
+		return usageError(stderr, "bench", "%v", err)
+	}
+	if handshake != nil {
+		cfg.Prepare = func(nc net.Conn) (net.Conn, error) { return handshake(ctx, nc) }
 	}
 	if conns < 1 || *chunk < 1 {
 		return usageError(stderr, "bench", "-c and --chunk must be at least 1")

@@ -258,3 +258,35 @@ func TestBenchFlagConflicts(t *testing.T) {
 		checkOneLine(t, what+" stderr", errOut, tc.want)
 	}
 }
+
+// bench --tls loads a TLS server with connect's TLS client flags: the
+// exchanges run over TLS, verified against --ca; without it, the run says
+// how to trust the server, and fails.
+func TestBenchTLS(t *testing.T) {
+	t.Parallel()
+	cert, key := soCert(t)
+	for _, tc := range []struct {
+		mode  string
+		serve []string
+	}{
+		{"pingpong", []string{"--keep-open"}},
+		{"oneshot", nil},
+	} {
+		srv, port := serve(t, append([]string{"--quiet", "--tls-cert", cert, "--tls-key", key}, tc.serve...)...)
+		code, out, errOut := runTcpkit(t, "bench", tc.mode, "--tls", "--ca", cert, "-c", "4", "-d", "500ms", "--expect", "test", "--json", addr(port))
+		checkExit(t, "bench "+tc.mode+" --tls", code, exitOK)
+		checkLines(t, "bench "+tc.mode+" --tls stderr", errOut, nil)
+		if res := parseBench(t, out); res.Exchanges == 0 {
+			t.Errorf("bench %s --tls made no exchange: %+v", tc.mode, res)
+		}
+		code, _, errOut = runTcpkit(t, "bench", tc.mode, "--tls", "-c", "1", "-d", "200ms", addr(port))
+		checkExit(t, "bench "+tc.mode+" --tls without --ca", code, exitFail)
+		if len(errOut) != 1 || !strings.Contains(errOut[0], "trust the server's certificate with --ca FILE, or skip the check with --insecure") {
+			t.Errorf("bench %s --tls without --ca: stderr %q, want one line saying how to trust the server", tc.mode, errOut)
+		}
+		stop(t, srv)
+	}
+	code, _, errOut := runTcpkit(t, "bench", "pingpong", "--ca", cert, "5000")
+	checkExit(t, "bench --ca without --tls", code, exitUsage)
+	checkLines(t, "bench --ca without --tls stderr", errOut, []string{"tcpkit bench: --insecure, --ca, --sni, --cert, --key and --alpn go with --tls (run 'tcpkit bench -h' for help)"})
+}

@@ -97,6 +97,7 @@ var docRunners = map[string]func(r *docRun){
 	"bench-ramp":         func(r *docRun) {}, // with bench-servers
 	"bench-merge":        func(r *docRun) {}, // with bench-servers
 	"bench-report":       func(r *docRun) {}, // with bench-servers
+	"bench-tls":          func(r *docRun) {}, // with bench-servers
 	"bench-fdlimit":      func(r *docRun) {}, // with bench-servers
 	"connect-seed": func(r *docRun) {
 		r.background("tcpkit serve", "listen on port 5000")
@@ -132,7 +133,7 @@ var docRunners = map[string]func(r *docRun){
 }
 
 // benchDocBlocks are the examples of docs/bench.md after its servers'.
-var benchDocBlocks = []string{"bench-pingpong", "bench-oneshot", "bench-stream", "bench-idle", "bench-refused", "bench-expect-exact", "bench-message-file", "bench-ramp", "bench-merge", "bench-report", "bench-fdlimit"}
+var benchDocBlocks = []string{"bench-pingpong", "bench-oneshot", "bench-stream", "bench-idle", "bench-refused", "bench-expect-exact", "bench-message-file", "bench-ramp", "bench-merge", "bench-report", "bench-tls", "bench-fdlimit"}
 
 // repoPath is the absolute path of a file of the repository, for a
 // command run in the examples' directory.

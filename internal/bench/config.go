@@ -98,8 +98,10 @@ type Config struct {
 	ServerPID int // idle: the server's process, to read its memory per connection
 
 	// Prepare, if set, runs on each new connection before its first
-	// exchange, as sending a PROXY protocol header; an error fails it.
-	Prepare func(nc net.Conn) error
+	// exchange, as sending a PROXY protocol header or a TLS handshake, and
+	// returns the connection to use (one wrapping nc, for TLS); an error
+	// fails it. Connections with Prepare run a goroutine each.
+	Prepare func(nc net.Conn) (net.Conn, error)
 }
 
 // DefaultMessage is what the seed's client sends.

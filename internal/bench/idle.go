@@ -48,7 +48,7 @@ func (r *runner) idle(ctx context.Context) (*Result, error) {
 				begin := time.Now()
 				nc, err := dl.DialContext(window, "tcp", r.cfg.Addr)
 				if err == nil {
-					err = r.prepare(nc)
+					nc, err = r.prepare(nc)
 				}
 				switch {
 				case err == nil:

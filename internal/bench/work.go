@@ -19,7 +19,7 @@ func (r *runner) dial(w int) net.Conn {
 	for {
 		nc, err := d.DialContext(r.drainCtx, "tcp", r.cfg.Addr)
 		if err == nil {
-			if err = r.prepare(nc); err == nil {
+			if nc, err = r.prepare(nc); err == nil {
 				return nc
 			}
 		}
@@ -34,16 +34,18 @@ func (r *runner) dial(w int) net.Conn {
 	}
 }
 
-// prepare runs Config.Prepare on a new connection, closing it on failure.
-func (r *runner) prepare(nc net.Conn) error {
+// prepare runs Config.Prepare on a new connection and returns the
+// connection to use (TLS wraps it), closing it on failure.
+func (r *runner) prepare(nc net.Conn) (net.Conn, error) {
 	if r.cfg.Prepare == nil {
-		return nil
+		return nc, nil
 	}
-	if err := r.cfg.Prepare(nc); err != nil {
+	pc, err := r.cfg.Prepare(nc)
+	if err != nil {
 		nc.Close()
-		return err
+		return nil, err
 	}
-	return nil
+	return pc, nil
 }
 
 // pingpong: one request outstanding per connection.
@@ -147,7 +149,7 @@ func (r *runner) oneshot(w int) {
 		}
 		nc, err := d.DialContext(r.drainCtx, "tcp", r.cfg.Addr)
 		if err == nil {
-			err = r.prepare(nc)
+			nc, err = r.prepare(nc)
 		}
 		if err != nil {
 			r.rec.fail(w, seq, r.opErr("connect", err))
