@@ -51,7 +51,12 @@ func newDocNet(t testing.TB) *docNet {
 // namespace, with bash, the tcpkit under test first on the PATH, the
 // line's /tmp/ made the examples' directory, and env's variables set.
 func (n *docNet) command(line string, env []string) *exec.Cmd {
+	// The repository itself may be under /tmp (a fresh clone in CI): a
+	// path into it is kept as it is.
+	root := repoPath(nil, ".")
+	line = strings.ReplaceAll(line, root, "\x00")
 	line = strings.ReplaceAll(line, "/tmp/", n.dir+"/")
+	line = strings.ReplaceAll(line, "\x00", root)
 	cmd := exec.Command("nsenter", "--net="+n.ns, "--", "bash", "-c", line)
 	cmd.Dir = n.dir
 	cmd.Env = append(slices.Concat(tcpkitEnv(), env), "PATH="+filepath.Dir(tcpkitBin)+":"+os.Getenv("PATH"))

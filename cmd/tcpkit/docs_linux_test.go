@@ -231,6 +231,7 @@ var (
 	docDurationRe = regexp.MustCompile(`\d+(\.\d+)?(ns|µs|us|ms|s|m|h)\b`)
 	docDecimalRe  = regexp.MustCompile(`\d+\.\d+`)
 	docBigRe      = regexp.MustCompile(`\d{4,}`)
+	docPIDRe      = regexp.MustCompile(`\b\d+(/[A-Za-z])|(PID )\d+`) // ports' "856/tcpkit", "(PID 856)"
 )
 
 // docNormalizer masks one line for comparison; keep are the numbers the
@@ -262,6 +263,7 @@ func (d docNormalizer) line(s string) string {
 		return strings.Join(strings.Fields(docAnyNumberRe.ReplaceAllString(s, "N")), " ")
 	}
 	s = docTCPInfoRe.ReplaceAllString(s, "[TCP_INFO]")
+	s = docPIDRe.ReplaceAllString(s, "${2}N$1")
 	s = docTimeRe.ReplaceAllString(s, "TIME")
 	s = docDurationRe.ReplaceAllString(s, "D")
 	s = docDecimalRe.ReplaceAllString(s, "N")
@@ -347,6 +349,8 @@ func TestDocNormalizer(t *testing.T) {
 		{"listen on port 7000", "listen on port 7000"},
 		{"tcp6   [::]:5000     [::]:*  LISTEN  0  0  29052/tcpkit", "tcp6 [::]:5000 [::]:* LISTEN 0 0 1234/tcpkit"},
 		{"  0.000491 #1 connected in 465µs", "  1.2 #1 connected in 3ms"},
+		{"LISTEN  0  0  29052/tcpkit", "LISTEN 0 0 856/tcpkit"},
+		{"in use by tcpkit (PID 4242)", "in use by tcpkit (PID 77)"},
 	}
 	for _, tt := range tests {
 		if d.line(tt.a) != d.line(tt.b) {
