@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -104,106 +103,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.serveStd(ln)
 }
 
-// serveStd is Serve on the standard engine: a goroutine per connection.
-func (s *Server) serveStd(ln net.Listener) error {
-	if !s.trackListener(ln) {
-		ln.Close()
-		return ErrServerClosed
-	}
-	defer s.untrackListener(ln)
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.inShutdown.Load() {
-				return ErrServerClosed
-			}
-			if !retryAccept(err) {
-				return err
-			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		if s.Handshake == nil {
-			s.serveConn(nc, false)
-			continue
-		}
-		if !s.trackShaking(nc, true) {
-			nc.Close()
-			continue
-		}
-		go func() {
-			hc, err := s.Handshake(nc)
-			if !s.trackShaking(nc, false) { // Close cut it: not the peer's doing
-				nc.Close()
-				if err == nil {
-					hc.Close()
-				}
-				return
-			}
-			if err != nil {
-				nc.Close()
-				s.reject(nc.RemoteAddr(), err)
-				return
-			}
-			// Accepted before any Shutdown: served even during one, as a
-			// balancer may have passed on a request already.
-			s.serveConn(hc, true)
-		}()
-	}
-}
-
-// serveConn serves an accepted connection, or closes it at once if a
-// limit says no. A connection accepted before a Shutdown (accepted) is
-// served during it too, and then ended gracefully.
-func (s *Server) serveConn(nc net.Conn, accepted bool) {
-	c := newConn(nc, &s.Events, &s.ConnOptions)
-	if err := s.trackConn(c, accepted); err != nil {
-		nc.Close()
-		if err != ErrServerClosed {
-			s.reject(nc.RemoteAddr(), err)
-		}
-		return
-	}
-	c.trace(TraceConnected, 0, nil)
-	go c.run()
-	if s.inShutdown.Load() {
-		go s.endGracefully(c)
-	}
-}
-
 // FirstMessageGrace is how long Shutdown lets a connection that has not
 // sent anything yet deliver its first message (and get its reply) before
 // ending it: a client, or a balancer, may have sent a request that is
 // still on its way.
 const FirstMessageGrace = time.Second
-
-// endGracefully ends c for Shutdown: once the callback it is in returns,
-// or, if it has received nothing yet, once its first message has been
-// handled or FirstMessageGrace has passed.
-func (s *Server) endGracefully(c *Conn) {
-	if c.ep != nil {
-		c.ep.l.post(task{kind: taskShutdown, c: c}) // the loop runs between callbacks
-		return
-	}
-	if c.BytesRead() == 0 {
-		t := time.NewTimer(FirstMessageGrace)
-		select {
-		case <-c.firstData:
-		case <-c.done:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-	c.evMu.Lock() // between callbacks, so a reply in progress goes out first
-	// What arrives from now on is read and dropped, not delivered: no
-	// request is taken that can no longer be answered.
-	c.dropInput.Store(true)
-	c.End()
-	c.evMu.Unlock()
-}
 
 func (s *Server) reject(remote net.Addr, err error) {
 	if s.OnReject != nil {
@@ -231,18 +135,6 @@ func (s *Server) trackShaking(nc net.Conn, add bool) bool {
 	}
 	s.shaking[nc] = struct{}{}
 	return true
-}
-
-// retryAccept reports whether an Accept error passes with time: the
-// process or system is out of descriptors or memory, or a client gave up
-// while queued.
-func retryAccept(err error) bool {
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 // Conns returns the number of open connections: served, or accepted and
@@ -279,7 +171,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
 	lnErr := s.closeListeners(false)
 	for _, c := range s.connList() {
-		go s.endGracefully(c)
+		c.t.shutdown()
 	}
 	cut := time.AfterFunc(FirstMessageGrace, func() {
 		s.mu.Lock()
@@ -384,7 +276,6 @@ func (s *Server) trackConn(c *Conn, accepted bool) error {
 		s.conns = make(map[*Conn]struct{})
 	}
 	s.conns[c] = struct{}{}
-	c.onDone = s.untrackConn
 	return nil
 }
 
