@@ -40,42 +40,74 @@ type Conn struct {
 	timeout      atomic.Int64 // idle timeout in ns; 0 means none
 	lastActive   atomic.Int64 // monotonic ns of the last read or write, kept while timeout > 0
 	lastRead     atomic.Int64 // monotonic ns of the last read, kept while ReadTimeout > 0
+	flags        connFlags
 
-	// Read without c.mu on the hot paths; written under it, so that a
-	// reader waiting under c.mu sees every change.
-	paused     atomic.Bool // Pause was called
-	backlogged atomic.Bool // out went over the high-water mark; OnDrain is due (NeedDrain)
-	dead       atomic.Bool // closed: Close, an error, or the end of the 4-way handshake
+	mu   sync.Mutex
+	mark int64 // while output is queued under a stall limit: when it last moved; once our FIN is out: when it went
+	out  []byte
+	err  error      // the first error; reported to OnError
+	x    *connExtra // made on first need; never replaced once made
+}
 
-	timerArmed atomic.Bool // the idle timeout is armed: it has not fired since the last activity
-	dropInput  atomic.Bool // Shutdown ended the connection: read input is dropped, not delivered
-	endOnFirst atomic.Bool // Shutdown ends the connection once its first message is handled
-	delivered  atomic.Bool // a first message was handled
+// The flags of a connection, in one word. The first ones are read
+// without Conn.mu on the hot paths; all but the last four are written
+// under it, so that a goroutine holding it sees them stay as they are.
+const (
+	fPaused      = 1 << iota // Pause was called
+	fBacklogged              // out went over the high-water mark; OnDrain is due: NeedDrain
+	fDead                    // closed: Close, an error, or the end of the 4-way handshake
+	fFlushing                // the transport owns the write side until out is empty
+	fEnding                  // End was called, or implied by the peer's FIN
+	fEndedByPeer             // ending because the peer's FIN arrived
+	fFinSent                 // our FIN is being sent or out: only one goroutine sends it
+	fFinDone                 // our FIN is out
+	fPeerEnded               // the peer's FIN was read
+	fFinished                // OnClose has returned
 
-	mu          sync.Mutex
-	out         []byte // queued output not yet handed to the kernel
-	flushing    bool   // the transport owns the write side until out is empty
-	ending      bool   // End was called, or implied by the peer's FIN
-	endedByPeer bool   // ending because the peer's FIN arrived
-	finSent     bool   // our FIN is being sent or out: only one goroutine sends it
-	finDone     bool   // our FIN is out
-	peerEnded   bool   // the peer's FIN was read
-	finished    bool   // OnClose has returned
-	mark        int64  // while output is queued under a stall limit: when it last moved; once our FIN is out: when it went
-	grace       int64  // when Shutdown's first-message grace ends; 0 for none
-	err         error  // the first error; reported to OnError
-	drained     chan struct{}
-	done        chan struct{}
-	value       any
-	laddr       net.Addr // the local address, once asked for
+	// Not under Conn.mu.
+	fTimerArmed // the idle timeout is armed: it has not fired since the last activity
+	fDropInput  // Shutdown ended the connection: read input is dropped, not delivered
+	fEndOnFirst // Shutdown ends the connection once its first message is handled
+	fDelivered  // a first message was handled
+)
 
-	msgMu  sync.Mutex // serializes WriteMessage, which frames into msgBuf
-	msgBuf []byte
+// connFlags holds a connection's flags in one word.
+type connFlags struct{ v atomic.Uint32 }
 
-	// traceMu orders trace events when ConnOptions.Trace is set: it is
-	// held while an event is reported, and across a write or FIN and its
-	// event. It is taken before mu, never after.
+func (f *connFlags) has(b uint32) bool { return f.v.Load()&b != 0 }
+func (f *connFlags) set(b uint32)      { f.v.Or(b) }
+func (f *connFlags) clear(b uint32)    { f.v.And(^b) }
+
+// take clears b and reports whether it was set: of several goroutines
+// taking it, one gets true.
+func (f *connFlags) take(b uint32) bool { return f.v.And(^b)&b != 0 }
+
+// setIf sets b if it is clear and reports whether it did.
+func (f *connFlags) setIf(b uint32) bool { return f.v.Or(b)&b == 0 }
+
+// connExtra is what few connections need, kept out of Conn so that an
+// idle connection stays small. Its fields are under Conn.mu, but for
+// traceMu.
+type connExtra struct {
+	value   any
+	done    chan struct{} // closed after OnClose returned; made when Done is called
+	drained chan struct{} // closed when the backlog clears or the conn closes; for WaitDrain
+	laddr   net.Addr      // the local address, once asked for
+	grace   int64         // when Shutdown's first-message grace ends; 0 for none
+
+	// traceMu orders trace events when ConnOptions.Trace is set (the
+	// extra is then made with the Conn): it is held while an event is
+	// reported, and across a write or FIN and its event. It is taken
+	// before Conn.mu, never after.
 	traceMu sync.Mutex
+}
+
+// extraLocked returns c.x, making it on first use; c.mu is held.
+func (c *Conn) extraLocked() *connExtra {
+	if c.x == nil {
+		c.x = new(connExtra)
+	}
+	return c.x
 }
 
 // init makes c a new connection of srv (nil for a dialed one), served
@@ -83,12 +115,17 @@ type Conn struct {
 func (c *Conn) init(t transport, ev *Events, opt *ConnOptions, srv *Server) {
 	c.t, c.ev, c.opt, c.srv = t, ev, opt, srv
 	c.id = lastConnID.Add(1)
+	if opt.Trace != nil {
+		c.x = new(connExtra) // traceMu, used without c.mu
+	}
 	if opt.IdleTimeout > 0 || opt.ReadTimeout > 0 {
 		now := monoNow()
 		c.lastRead.Store(now)
 		c.lastActive.Store(now)
 		c.timeout.Store(int64(opt.IdleTimeout))
-		c.timerArmed.Store(opt.IdleTimeout > 0)
+		if opt.IdleTimeout > 0 {
+			c.flags.set(fTimerArmed)
+		}
 	}
 }
 
@@ -102,14 +139,17 @@ func (c *Conn) RemoteAddr() net.Addr { return c.t.remoteAddr() }
 // LocalAddr returns this side's address.
 func (c *Conn) LocalAddr() net.Addr {
 	c.mu.Lock()
-	a := c.laddr
+	var a net.Addr
+	if c.x != nil {
+		a = c.x.laddr
+	}
 	c.mu.Unlock()
 	if a != nil {
 		return a
 	}
 	a = c.t.localAddr()
 	c.mu.Lock()
-	c.laddr = a
+	c.extraLocked().laddr = a
 	c.mu.Unlock()
 	return a
 }
@@ -125,13 +165,16 @@ func (c *Conn) BytesWritten() int64 { return c.bytesWritten.Load() }
 func (c *Conn) Value() any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.value
+	if c.x == nil {
+		return nil
+	}
+	return c.x.value
 }
 
 // SetValue stores v with the connection, for callbacks to find with Value.
 func (c *Conn) SetValue(v any) {
 	c.mu.Lock()
-	c.value = v
+	c.extraLocked().value = v
 	c.mu.Unlock()
 }
 
@@ -142,13 +185,14 @@ func (c *Conn) Done() <-chan struct{} {
 	// one should cost little.
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done == nil {
-		c.done = make(chan struct{})
-		if c.finished {
-			close(c.done)
+	x := c.extraLocked()
+	if x.done == nil {
+		x.done = make(chan struct{})
+		if c.flags.has(fFinished) {
+			close(x.done)
 		}
 	}
-	return c.done
+	return x.done
 }
 
 // Err returns the error that tore the connection down, or nil if it closed
@@ -173,8 +217,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	// Traced, the write and its events are one step, so that trace lines
 	// keep the order of the writes and of what they cause (the reply).
-	c.traceMu.Lock()
-	defer c.traceMu.Unlock()
+	c.x.traceMu.Lock()
+	defer c.x.traceMu.Unlock()
 	n, sent, err := c.write(p)
 	if sent > 0 {
 		c.emitLocked(TraceWrite, sent, nil)
@@ -189,7 +233,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 // to the kernel at once (the rest is queued).
 func (c *Conn) write(p []byte) (n, sent int, err error) {
 	c.mu.Lock()
-	if c.ending || c.dead.Load() {
+	if c.flags.has(fEnding) || c.flags.has(fDead) {
 		err := c.writeErrLocked()
 		c.mu.Unlock()
 		return 0, 0, err
@@ -199,7 +243,7 @@ func (c *Conn) write(p []byte) (n, sent int, err error) {
 		return 0, 0, nil
 	}
 	rest := p
-	if !c.flushing {
+	if !c.flags.has(fFlushing) {
 		n, err := c.t.tryWrite(rest)
 		if n > 0 {
 			c.bytesWritten.Add(int64(n))
@@ -219,10 +263,10 @@ func (c *Conn) write(p []byte) (n, sent int, err error) {
 	}
 	c.out = append(c.out, rest...)
 	if len(c.out) >= c.opt.highWaterMark() {
-		c.backlogged.Store(true)
+		c.flags.set(fBacklogged)
 	}
-	if !c.flushing {
-		c.flushing = true
+	if !c.flags.has(fFlushing) {
+		c.flags.set(fFlushing)
 		c.queuedLocked()
 		c.t.startFlush()
 	}
@@ -238,18 +282,21 @@ func (c *Conn) WriteMessage(p []byte) error {
 		_, err := c.Write(p)
 		return err
 	}
-	c.msgMu.Lock()
-	defer c.msgMu.Unlock()
-	msg, err := c.opt.Framing.appendMessage(c.msgBuf[:0], p)
-	if err != nil {
-		return err
+	bp := msgBufs.Get().(*[]byte)
+	msg, err := c.opt.Framing.appendMessage((*bp)[:0], p)
+	if err == nil {
+		_, err = c.Write(msg) // one Write: messages never interleave
 	}
-	_, err = c.Write(msg)
 	if cap(msg) <= MaxReadBufferSize {
-		c.msgBuf = msg[:0]
+		*bp = msg[:0]
+		msgBufs.Put(bp)
 	}
 	return err
 }
+
+// msgBufs holds the buffers WriteMessage frames messages in: no
+// connection keeps one.
+var msgBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // WaitDrain blocks until the queued output is written, if NeedDrain
 // reports true, and returns at once otherwise: a producer outside the
@@ -257,19 +304,20 @@ func (c *Conn) WriteMessage(p []byte) error {
 // an error if the connection closes first or ctx is done.
 func (c *Conn) WaitDrain(ctx context.Context) error {
 	c.mu.Lock()
-	if c.dead.Load() {
+	if c.flags.has(fDead) {
 		err := c.writeErrLocked()
 		c.mu.Unlock()
 		return err
 	}
-	if !c.backlogged.Load() {
+	if !c.flags.has(fBacklogged) {
 		c.mu.Unlock()
 		return nil
 	}
-	if c.drained == nil {
-		c.drained = make(chan struct{})
+	x := c.extraLocked()
+	if x.drained == nil {
+		x.drained = make(chan struct{})
 	}
-	drained := c.drained
+	drained := x.drained
 	c.mu.Unlock()
 	select {
 	case <-drained:
@@ -278,7 +326,7 @@ func (c *Conn) WaitDrain(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.dead.Load() {
+	if c.flags.has(fDead) {
 		return c.writeErrLocked()
 	}
 	return nil
@@ -289,9 +337,9 @@ func (c *Conn) writeErrLocked() error {
 	switch {
 	case c.err != nil:
 		return fmt.Errorf("%w: %w", ErrConnClosed, c.err)
-	case c.endedByPeer:
+	case c.flags.has(fEndedByPeer):
 		return errPeerEnded
-	case c.ending:
+	case c.flags.has(fEnding):
 		return ErrWriteAfterEnd
 	default:
 		return ErrConnClosed
@@ -299,9 +347,9 @@ func (c *Conn) writeErrLocked() error {
 }
 
 func (c *Conn) wakeDrainWaitersLocked() {
-	if c.drained != nil {
-		close(c.drained)
-		c.drained = nil
+	if c.x != nil && c.x.drained != nil {
+		close(c.x.drained)
+		c.x.drained = nil
 	}
 }
 
@@ -319,7 +367,7 @@ func (c *Conn) Buffered() int {
 func (c *Conn) NeedDrain() bool {
 	c.mu.Lock() // a Write in progress on another goroutine counts once it returns
 	defer c.mu.Unlock()
-	return c.backlogged.Load()
+	return c.flags.has(fBacklogged)
 }
 
 // End half-closes the connection: once everything queued has been written
@@ -328,17 +376,17 @@ func (c *Conn) NeedDrain() bool {
 // sees what the peer sends. End is idempotent.
 func (c *Conn) End() error {
 	c.mu.Lock()
-	if c.dead.Load() || c.ending {
+	if c.flags.has(fDead) || c.flags.has(fEnding) {
 		c.mu.Unlock()
 		return nil
 	}
-	c.ending = true
-	if c.flushing { // the flush sends the FIN when it is done
+	c.flags.set(fEnding)
+	if c.flags.has(fFlushing) { // the flush sends the FIN when it is done
 		c.endingWhileQueuedLocked()
 		c.mu.Unlock()
 		return nil
 	}
-	c.finSent = true
+	c.flags.set(fFinSent)
 	c.mu.Unlock()
 	c.sendFIN()
 	return nil
@@ -356,14 +404,14 @@ func (c *Conn) Close() error {
 // and TCP flow control slows the peer down.
 func (c *Conn) Pause() {
 	c.mu.Lock()
-	c.paused.Store(true)
+	c.flags.set(fPaused)
 	c.mu.Unlock()
 }
 
 // Resume undoes Pause.
 func (c *Conn) Resume() {
 	c.mu.Lock()
-	c.paused.Store(false)
+	c.flags.clear(fPaused)
 	c.mu.Unlock()
 	c.t.resume() // input may be waiting, with no event to come for it
 }
@@ -387,5 +435,5 @@ func (c *Conn) Offload(f func()) {
 // mustWait reports, without a lock, whether reading should stop for now:
 // the connection is paused, or its output is backlogged.
 func (c *Conn) mustWait() bool {
-	return c.paused.Load() || c.backlogged.Load() && !c.opt.ReadDuringBacklog
+	return c.flags.has(fPaused) || c.flags.has(fBacklogged) && !c.opt.ReadDuringBacklog
 }

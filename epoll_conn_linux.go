@@ -20,23 +20,22 @@ import (
 type epConn struct {
 	Conn
 	l     *loop
-	fd    int // -1 once the loop closed it; under Conn.mu for other goroutines
-	raddr netip.AddrPort
 	ln    *epListener
-
-	// Under loop.mu.
-	hidx int   // index in the loop's timer heap; -1 when not in it
-	due  int64 // when the loop looks at this connection's timers next
+	raddr netip.Addr // the peer's address (and rport its port), as accept gave it
+	due   int64      // when the loop looks at this connection's timers next; under loop.mu
+	held  []byte     // an unfinished framed message, and messages a pause held back; the loop's
+	fd    int32      // -1 once the loop closed it; under Conn.mu for other goroutines
+	hidx  int32      // index in the loop's timer heap, -1 when not in it; under loop.mu
+	rport uint16
 
 	// Owned by the loop.
-	eof     bool   // the peer's FIN was read
-	hup     bool   // epoll reported the peer's FIN or an error
-	waiting bool   // reading stopped (paused, backlogged) with input maybe pending
-	held    []byte // an unfinished framed message, and messages a pause held back
+	eof     bool // the peer's FIN was read
+	hup     bool // epoll reported the peer's FIN or an error
+	waiting bool // reading stopped (paused, backlogged) with input maybe pending
 }
 
 func newEpConn(l *loop, fd int, raddr netip.AddrPort, el *epListener) *epConn {
-	c := &epConn{l: l, fd: fd, raddr: raddr, ln: el, hidx: -1}
+	c := &epConn{l: l, ln: el, raddr: raddr.Addr(), rport: raddr.Port(), fd: int32(fd), hidx: -1}
 	c.init(c, &l.s.Events, &l.s.ConnOptions, l.s)
 	return c
 }
@@ -50,7 +49,7 @@ func (c *epConn) released() bool { return c.fd < 0 }
 // again). Once the peer's FIN was reported, a short read is not the end:
 // the FIN's edge came already, so it reads on to EOF.
 func (l *loop) read(c *epConn) {
-	if c.eof || c.dead.Load() {
+	if c.eof || c.flags.has(fDead) {
 		return
 	}
 	if len(c.held) > 0 && !c.mustWait() && !c.deliverHeld(nil) { // messages a pause held back
@@ -67,7 +66,7 @@ func (l *loop) read(c *epConn) {
 			l.pending = append(l.pending, c)
 			return
 		}
-		n, errno := rawsys.Read(c.fd, l.buf)
+		n, errno := rawsys.Read(int(c.fd), l.buf)
 		switch {
 		case errno == unix.EINTR:
 			continue
@@ -90,7 +89,7 @@ func (l *loop) read(c *epConn) {
 			c.waiting = c.mustWait()
 			return
 		}
-		if c.dead.Load() || n < len(l.buf) && !c.hup {
+		if c.flags.has(fDead) || n < len(l.buf) && !c.hup {
 			return
 		}
 	}
@@ -122,13 +121,13 @@ func (c *epConn) deliverHeld(p []byte) bool {
 // out, the flush ends (a pending FIN, OnDrain), and reading resumes.
 func (l *loop) flush(c *epConn) {
 	c.mu.Lock()
-	if c.dead.Load() || !c.flushing {
+	if c.flags.has(fDead) || !c.flags.has(fFlushing) {
 		c.mu.Unlock()
 		return
 	}
 	wrote := 0
 	for len(c.out) > 0 {
-		n, errno := rawsys.Write(c.fd, c.out)
+		n, errno := rawsys.Write(int(c.fd), c.out)
 		if errno == unix.EINTR {
 			continue
 		}
@@ -176,7 +175,7 @@ func (l *loop) release(c *epConn) {
 		c.mu.Unlock()
 		return
 	}
-	fd := c.fd
+	fd := int(c.fd)
 	c.fd = -1
 	err := c.err
 	c.mu.Unlock()
@@ -208,7 +207,7 @@ func (c *epConn) tryWrite(p []byte) (int, error) {
 	}
 	n := 0
 	for n < len(p) {
-		m, errno := rawsys.Write(c.fd, p[n:])
+		m, errno := rawsys.Write(int(c.fd), p[n:])
 		switch errno {
 		case 0:
 			n += m
@@ -236,7 +235,7 @@ func (c *epConn) watchOutputLocked(on bool) {
 	if on {
 		events |= unix.EPOLLOUT
 	}
-	rawsys.EpollCtl(c.l.epfd, unix.EPOLL_CTL_MOD, c.fd, events)
+	rawsys.EpollCtl(c.l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), events)
 }
 
 func (c *epConn) closeWrite() error {
@@ -245,7 +244,7 @@ func (c *epConn) closeWrite() error {
 	if c.released() {
 		return net.ErrClosed
 	}
-	if errno := rawsys.Shutdown(c.fd, unix.SHUT_WR); errno != 0 {
+	if errno := rawsys.Shutdown(int(c.fd), unix.SHUT_WR); errno != 0 {
 		return errno
 	}
 	return nil
@@ -273,7 +272,9 @@ func (c *epConn) control(f func(fd uintptr)) bool {
 	return true
 }
 
-func (c *epConn) remoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.raddr) }
+func (c *epConn) remoteAddr() net.Addr {
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(c.raddr, c.rport))
+}
 
 // localAddr asks the kernel; once the fd is gone it falls back to the
 // listener's address.

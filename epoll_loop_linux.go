@@ -420,14 +420,14 @@ func (h *timerHeap) set(c *epConn, due int64) {
 	if c.hidx >= 0 {
 		if due < c.due {
 			c.due = due
-			h.up(c.hidx)
+			h.up(int(c.hidx))
 		}
 		return
 	}
 	c.due = due
-	c.hidx = len(*h)
+	c.hidx = int32(len(*h))
 	*h = append(*h, c)
-	h.up(c.hidx)
+	h.up(int(c.hidx))
 }
 
 func (h *timerHeap) pop() *epConn {
@@ -438,7 +438,7 @@ func (h *timerHeap) pop() *epConn {
 
 func (h *timerHeap) remove(c *epConn) {
 	if c.hidx >= 0 {
-		h.removeAt(c.hidx)
+		h.removeAt(int(c.hidx))
 	}
 }
 
@@ -460,8 +460,8 @@ func (h *timerHeap) removeAt(i int) {
 
 func (h timerHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].hidx = i
-	h[j].hidx = j
+	h[i].hidx = int32(i)
+	h[j].hidx = int32(j)
 }
 
 func (h timerHeap) up(i int) {

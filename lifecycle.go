@@ -46,9 +46,9 @@ func (c *Conn) deliver(p []byte) {
 	if c.ev.OnData != nil {
 		c.callData(p)
 	}
-	if !c.delivered.Load() {
-		c.delivered.Store(true)
-		if c.endOnFirst.Load() && c.endOnFirst.CompareAndSwap(true, false) {
+	if !c.flags.has(fDelivered) {
+		c.flags.set(fDelivered)
+		if c.flags.take(fEndOnFirst) {
 			c.endNow() // Shutdown was waiting for this first message
 		}
 	}
@@ -71,7 +71,7 @@ func (c *Conn) deliverMessages(data []byte) (used int, ok bool) {
 		}
 		used += n
 		c.deliver(msg)
-		if c.dead.Load() {
+		if c.flags.has(fDead) {
 			return used, false
 		}
 	}
@@ -88,7 +88,7 @@ func (c *Conn) inputEOF(rest []byte) {
 			return
 		}
 		c.deliver(rest)
-		if c.dead.Load() {
+		if c.flags.has(fDead) {
 			return
 		}
 	}
@@ -100,15 +100,15 @@ func (c *Conn) inputEOF(rest []byte) {
 // connections are allowed, and close if our FIN is already out.
 func (c *Conn) peerFIN() {
 	c.mu.Lock()
-	c.peerEnded = true
+	c.flags.set(fPeerEnded)
 	c.mu.Unlock()
 	c.trace(TracePeerFIN, 0, nil)
 	c.call(c.ev.OnEnd)
 	c.mu.Lock()
-	if !c.opt.AllowHalfOpen && !c.ending {
-		c.endedByPeer = true
+	if !c.opt.AllowHalfOpen && !c.flags.has(fEnding) {
+		c.flags.set(fEndedByPeer)
 	}
-	finDone, ending := c.finDone, c.ending
+	finDone, ending := c.flags.has(fFinDone), c.flags.has(fEnding)
 	c.mu.Unlock()
 	switch {
 	case finDone:
@@ -161,14 +161,14 @@ func (c *Conn) wroteLocked(n int) {
 // closed. It reports what afterFlush must do once c.mu is released: send
 // the FIN that End left to the flush, fire OnDrain.
 func (c *Conn) flushedLocked() (fin, drain bool) {
-	c.flushing = false
-	closed := c.dead.Load()
-	drain = c.backlogged.Load() && !closed
-	c.backlogged.Store(false)
+	c.flags.clear(fFlushing)
+	closed := c.flags.has(fDead)
+	drain = c.flags.has(fBacklogged) && !closed
+	c.flags.clear(fBacklogged)
 	c.wakeDrainWaitersLocked()
-	fin = c.ending && !c.finSent && !closed
+	fin = c.flags.has(fEnding) && !c.flags.has(fFinSent) && !closed
 	if fin {
-		c.finSent = true
+		c.flags.set(fFinSent)
 	}
 	return fin, drain
 }
@@ -188,13 +188,13 @@ func (c *Conn) afterFlush(fin, drain bool) {
 // for that FIN, at most the linger timeout.
 func (c *Conn) sendFIN() {
 	if c.opt.Trace != nil {
-		c.traceMu.Lock() // the FIN and its trace line are one step, as for writes
+		c.x.traceMu.Lock() // the FIN and its trace line are one step, as for writes
 	}
 	err := c.t.closeWrite()
 	c.mu.Lock()
-	c.finDone = true
-	closeNow := err != nil || c.peerEnded // read with finDone set: peerFIN sees one or the other
-	if !closeNow && !c.dead.Load() {
+	c.flags.set(fFinDone)
+	closeNow := err != nil || c.flags.has(fPeerEnded) // read with finDone set: peerFIN sees one or the other
+	if !closeNow && !c.flags.has(fDead) {
 		c.mark = monoNow()
 		c.t.schedule(c.mark + int64(c.opt.lingerTimeout()))
 	}
@@ -203,7 +203,7 @@ func (c *Conn) sendFIN() {
 		if err == nil {
 			c.emitLocked(TraceFIN, 0, nil)
 		}
-		c.traceMu.Unlock()
+		c.x.traceMu.Unlock()
 	}
 	if closeNow {
 		c.closeWith(nil)
@@ -217,11 +217,11 @@ func (c *Conn) sendFIN() {
 // transport tears the connection down, and reports it with finish.
 func (c *Conn) closeWith(err error) {
 	c.mu.Lock()
-	if c.dead.Load() {
+	if c.flags.has(fDead) {
 		c.mu.Unlock()
 		return
 	}
-	c.dead.Store(true)
+	c.flags.set(fDead)
 	if err != nil && c.err == nil {
 		c.err = err
 	}
@@ -258,9 +258,9 @@ func (c *Conn) finish() {
 		c.evMu.Unlock()
 	}
 	c.mu.Lock()
-	c.finished = true
-	if c.done != nil {
-		close(c.done)
+	c.flags.set(fFinished)
+	if c.x != nil && c.x.done != nil {
+		close(c.x.done)
 	}
 	c.mu.Unlock()
 	if c.srv != nil {
@@ -275,7 +275,7 @@ func (c *Conn) finish() {
 // or, if nothing has been read yet, once the first message has been
 // handled or FirstMessageGrace has passed.
 func (c *Conn) gracefulEnd() {
-	if c.dead.Load() {
+	if c.flags.has(fDead) {
 		return
 	}
 	if c.BytesRead() > 0 {
@@ -283,11 +283,12 @@ func (c *Conn) gracefulEnd() {
 		return
 	}
 	c.mu.Lock()
-	c.grace = monoNow() + int64(FirstMessageGrace)
-	c.t.schedule(c.grace)
+	x := c.extraLocked()
+	x.grace = monoNow() + int64(FirstMessageGrace)
+	c.t.schedule(x.grace)
 	c.mu.Unlock()
-	c.endOnFirst.Store(true)
-	if c.delivered.Load() && c.endOnFirst.CompareAndSwap(true, false) {
+	c.flags.set(fEndOnFirst)
+	if c.flags.has(fDelivered) && c.flags.take(fEndOnFirst) {
 		c.endNow() // the first message came meanwhile
 	}
 }
@@ -298,7 +299,7 @@ func (c *Conn) gracefulEnd() {
 // answered.
 func (c *Conn) endNow() {
 	c.evMu.Lock()
-	c.dropInput.Store(true)
+	c.flags.set(fDropInput)
 	c.End()
 	c.evMu.Unlock()
 }
@@ -308,7 +309,7 @@ func (c *Conn) endNow() {
 func (c *Conn) callData(p []byte) {
 	c.evMu.Lock()
 	defer c.evMu.Unlock()
-	if c.dropInput.Load() { // checked under evMu: endNow sets it under evMu
+	if c.flags.has(fDropInput) { // checked under evMu: endNow sets it under evMu
 		return
 	}
 	defer c.recoverPanic()

@@ -67,7 +67,7 @@ func (s *stdConn) readRaw() {
 		if n > 0 {
 			s.gotBytes(n)
 			s.deliver(buf[:n])
-			if s.dead.Load() {
+			if s.flags.has(fDead) {
 				return
 			}
 			if n == len(buf) && len(buf) < MaxReadBufferSize {
@@ -129,7 +129,7 @@ func (s *stdConn) readFramed() {
 // readFailed ends reading on err, after rest, an unfinished message.
 func (s *stdConn) readFailed(err error, rest []byte) {
 	switch {
-	case s.dead.Load(): // closed: the error is the close's
+	case s.flags.has(fDead): // closed: the error is the close's
 	case err == io.EOF:
 		s.inputEOF(rest)
 	default:
@@ -141,10 +141,10 @@ func (s *stdConn) readFailed(err error, rest []byte) {
 // false means the connection closed.
 func (s *stdConn) waitReading() bool {
 	s.mu.Lock()
-	for s.mustWait() && !s.dead.Load() {
+	for s.mustWait() && !s.flags.has(fDead) {
 		s.cond.Wait()
 	}
-	ok := !s.dead.Load()
+	ok := !s.flags.has(fDead)
 	s.mu.Unlock()
 	if ok {
 		s.readingResumed()
@@ -171,7 +171,7 @@ func (s *stdConn) flush() {
 	var first []byte // the queue's buffer, kept for the next queue
 	for {
 		s.mu.Lock()
-		if len(s.out) == 0 || s.dead.Load() {
+		if len(s.out) == 0 || s.flags.has(fDead) {
 			break
 		}
 		buf, limit := s.out, s.stallLimitLocked()

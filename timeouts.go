@@ -24,7 +24,11 @@ func (c *Conn) SetTimeout(d time.Duration) {
 	now := monoNow()
 	c.timeout.Store(int64(d))
 	c.lastActive.Store(now)
-	c.timerArmed.Store(d > 0)
+	if d > 0 {
+		c.flags.set(fTimerArmed)
+	} else {
+		c.flags.clear(fTimerArmed)
+	}
 	if d > 0 {
 		c.t.schedule(now + int64(d))
 	}
@@ -38,32 +42,32 @@ func (c *Conn) touch() {
 	}
 	now := monoNow()
 	c.lastActive.Store(now)
-	if c.timerArmed.CompareAndSwap(false, true) {
+	if !c.flags.has(fTimerArmed) && c.flags.setIf(fTimerArmed) {
 		c.t.schedule(now + d) // only after a timeout fired: the next idle period counts
 	}
 }
 
 // reading reports whether the connection is reading, so that the read
 // timeout runs: not paused or backlogged, and the peer's FIN not in.
-func (c *Conn) readingLocked() bool { return !c.peerEnded && !c.mustWait() }
+func (c *Conn) readingLocked() bool { return !c.flags.has(fPeerEnded) && !c.mustWait() }
 
 // expire acts on the timeouts that are due at now, then schedules the
 // next look.
 func (c *Conn) expire(now int64) {
-	if c.dead.Load() {
+	if c.flags.has(fDead) {
 		return
 	}
 	c.mu.Lock()
-	lingered := c.finDone && !c.peerEnded && now-c.mark >= int64(c.opt.lingerTimeout())
+	lingered := c.flags.has(fFinDone) && !c.flags.has(fPeerEnded) && now-c.mark >= int64(c.opt.lingerTimeout())
 	var stalled error
-	if limit := c.stallLimitLocked(); c.flushing && limit > 0 && now-c.mark >= int64(limit) {
+	if limit := c.stallLimitLocked(); c.flags.has(fFlushing) && limit > 0 && now-c.mark >= int64(limit) {
 		stalled = c.stallErrorLocked(limit)
 	}
 	rt := c.opt.ReadTimeout
 	readTimedOut := rt > 0 && c.readingLocked() && now-c.lastRead.Load() >= int64(rt)
-	graceOver := c.grace > 0 && now >= c.grace
+	graceOver := c.x != nil && c.x.grace > 0 && now >= c.x.grace
 	if graceOver {
-		c.grace = 0
+		c.x.grace = 0
 	}
 	c.mu.Unlock()
 	switch {
@@ -77,7 +81,7 @@ func (c *Conn) expire(now int64) {
 		c.closeWith(fmt.Errorf("%w: nothing received for %v", ErrReadTimeout, rt))
 		return
 	}
-	if graceOver && c.endOnFirst.CompareAndSwap(true, false) {
+	if graceOver && c.flags.take(fEndOnFirst) {
 		c.endNow()
 	}
 	c.mu.Lock()
@@ -91,25 +95,25 @@ func (c *Conn) expire(now int64) {
 
 // rearm schedules the earliest timeout still to come, if any.
 func (c *Conn) rearm(now int64) {
-	if c.dead.Load() {
+	if c.flags.has(fDead) {
 		return
 	}
 	next := int64(math.MaxInt64)
 	c.mu.Lock()
-	if c.finDone && !c.peerEnded {
+	if c.flags.has(fFinDone) && !c.flags.has(fPeerEnded) {
 		next = min(next, c.mark+int64(c.opt.lingerTimeout()))
 	}
-	if limit := c.stallLimitLocked(); c.flushing && limit > 0 {
+	if limit := c.stallLimitLocked(); c.flags.has(fFlushing) && limit > 0 {
 		next = min(next, c.mark+int64(limit))
 	}
-	if d := c.timeout.Load(); d > 0 && c.timerArmed.Load() {
+	if d := c.timeout.Load(); d > 0 && c.flags.has(fTimerArmed) {
 		next = min(next, c.lastActive.Load()+d)
 	}
 	if rt := c.opt.ReadTimeout; rt > 0 && c.readingLocked() {
 		next = min(next, c.lastRead.Load()+int64(rt))
 	}
-	if c.grace > 0 {
-		next = min(next, c.grace)
+	if c.x != nil && c.x.grace > 0 {
+		next = min(next, c.x.grace)
 	}
 	c.mu.Unlock()
 	if next != math.MaxInt64 {
@@ -120,8 +124,8 @@ func (c *Conn) rearm(now int64) {
 // idleDueLocked reports whether the idle timeout is due, and disarms it
 // if so: it fires once per idle period.
 func (c *Conn) idleDueLocked(now int64) bool {
-	if d := c.timeout.Load(); d > 0 && c.timerArmed.Load() && now-c.lastActive.Load() >= d {
-		c.timerArmed.Store(false) // touch re-arms on the next activity
+	if d := c.timeout.Load(); d > 0 && c.flags.has(fTimerArmed) && now-c.lastActive.Load() >= d {
+		c.flags.clear(fTimerArmed) // touch re-arms on the next activity
 		return true
 	}
 	return false
@@ -143,7 +147,7 @@ func (c *Conn) timedOut() {
 // limit.
 func (c *Conn) stallLimitLocked() time.Duration {
 	d := c.opt.WriteTimeout
-	if c.ending {
+	if c.flags.has(fEnding) {
 		if lt := c.opt.lingerTimeout(); d == 0 || lt < d {
 			d = lt
 		}
@@ -154,7 +158,7 @@ func (c *Conn) stallLimitLocked() time.Duration {
 // stallErrorLocked is the error of a connection cut because its output
 // made no progress for its stall limit d.
 func (c *Conn) stallErrorLocked(d time.Duration) error {
-	if c.ending && d != c.opt.WriteTimeout {
+	if c.flags.has(fEnding) && d != c.opt.WriteTimeout {
 		return fmt.Errorf("%w: the peer took none of the remaining output for %v", ErrEndTimeout, d)
 	}
 	return fmt.Errorf("%w: the peer took nothing for %v", ErrWriteTimeout, d)

@@ -77,8 +77,8 @@ func (c *Conn) trace(kind TraceKind, n int, err error) {
 	if c.opt.Trace == nil {
 		return
 	}
-	c.traceMu.Lock()
-	defer c.traceMu.Unlock()
+	c.x.traceMu.Lock()
+	defer c.x.traceMu.Unlock()
 	c.emitLocked(kind, n, err)
 }
 
@@ -95,8 +95,8 @@ func (c *Conn) traceConnected(d time.Duration) {
 	if c.opt.Trace == nil {
 		return
 	}
-	c.traceMu.Lock()
-	defer c.traceMu.Unlock()
+	c.x.traceMu.Lock()
+	defer c.x.traceMu.Unlock()
 	c.opt.Trace(TraceEvent{Kind: TraceConnected, Conn: c, Time: time.Now(), Duration: d, Info: c.tcpInfo()})
 }
 

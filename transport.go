@@ -33,7 +33,7 @@ type transport interface {
 	// write without blocking takes nothing: all of p is queued.
 	tryWrite(p []byte) (int, error)
 
-	// startFlush is told that output is queued (c.out) and c.flushing was
+	// startFlush is told that output is queued (c.out) and the fFlushing flag was
 	// just set; c.mu is held. The transport writes the queue as the peer
 	// takes it, calling wroteLocked, and flushedLocked when it is empty.
 	startFlush()
