@@ -121,10 +121,16 @@ func (ep *epServer) takeReserveLocked() bool {
 }
 
 // serve takes on an accepted socket: the limits, the registration, and
-// OnConnect.
+// OnConnect. The connection joins the loop's table before the limits are
+// checked: see Server.trackConn.
 func (l *loop) serve(fd int, raddr netip.AddrPort, el *epListener) {
 	c := newEpConn(l, fd, raddr, el)
+	l.add(c)
 	if err := l.s.trackConn(&c.Conn, false); err != nil {
+		l.mu.Lock()
+		c.fd = -1 // never served: a Close or Shutdown that found it leaves it be
+		l.dropLocked(c)
+		l.mu.Unlock()
 		l.open--
 		rawsys.Close(fd)
 		if err != ErrServerClosed {
@@ -132,11 +138,7 @@ func (l *loop) serve(fd int, raddr netip.AddrPort, el *epListener) {
 		}
 		return
 	}
-	for fd >= len(l.conns) {
-		l.conns = append(l.conns, make([]*epConn, max(len(l.conns), 64))...)
-	}
-	l.conns[fd] = c
-	if errno := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, connEvents); errno != 0 {
+	if errno := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, connEvents, c.slot+connTag); errno != 0 {
 		c.closeWith(os.NewSyscallError("epoll_ctl", errno))
 		return
 	}

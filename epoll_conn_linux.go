@@ -26,10 +26,10 @@ type epConn struct {
 	held  []byte     // an unfinished framed message, and messages a pause held back; the loop's
 	fd    int32      // -1 once the loop closed it; under Conn.mu for other goroutines
 	hidx  int32      // index in the loop's timer heap, -1 when not in it; under loop.mu
+	slot  int32      // index in the loop's table; under loop.mu
 	rport uint16
 
 	// Owned by the loop.
-	eof     bool // the peer's FIN was read
 	hup     bool // epoll reported the peer's FIN or an error
 	waiting bool // reading stopped (paused, backlogged) with input maybe pending
 }
@@ -49,7 +49,7 @@ func (c *epConn) released() bool { return c.fd < 0 }
 // again). Once the peer's FIN was reported, a short read is not the end:
 // the FIN's edge came already, so it reads on to EOF.
 func (l *loop) read(c *epConn) {
-	if c.eof || c.flags.has(fDead) {
+	if c.flags.has(fPeerEnded | fDead) { // the peer's FIN was read: nothing more to read
 		return
 	}
 	if len(c.held) > 0 && !c.mustWait() && !c.deliverHeld(nil) { // messages a pause held back
@@ -76,7 +76,6 @@ func (l *loop) read(c *epConn) {
 			c.closeWith(c.opError("read", "read", errno))
 			return
 		case n == 0:
-			c.eof = true
 			rest := c.held
 			c.held = nil
 			c.inputEOF(rest)
@@ -179,7 +178,6 @@ func (l *loop) release(c *epConn) {
 	c.fd = -1
 	err := c.err
 	c.mu.Unlock()
-	l.conns[fd] = nil
 	if cutsOnClose(err) { // cut: a reset, as abortOnClose does
 		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
@@ -193,6 +191,7 @@ func (l *loop) release(c *epConn) {
 	}
 	l.mu.Lock()
 	l.timers.remove(c)
+	l.dropLocked(c)
 	l.mu.Unlock()
 	l.open--
 	c.finish()
@@ -235,7 +234,7 @@ func (c *epConn) watchOutputLocked(on bool) {
 	if on {
 		events |= unix.EPOLLOUT
 	}
-	rawsys.EpollCtl(c.l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), events)
+	rawsys.EpollCtl(c.l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), events, c.slot+connTag)
 }
 
 func (c *epConn) closeWrite() error {
@@ -271,6 +270,10 @@ func (c *epConn) control(f func(fd uintptr)) bool {
 	f(uintptr(c.fd))
 	return true
 }
+
+// remoteIP is the peer's address without building a net.Addr, for
+// Server.MaxConnsPerIP.
+func (c *epConn) remoteIP() netip.Addr { return c.raddr }
 
 func (c *epConn) remoteAddr() net.Addr {
 	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(c.raddr, c.rport))

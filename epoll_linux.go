@@ -181,3 +181,23 @@ func (s *Server) waitLoops() {
 		<-ep.exited
 	}
 }
+
+// appendEpConns appends the loops' connections to list.
+func (s *Server) appendEpConns(list []*Conn) []*Conn {
+	s.mu.Lock()
+	ep := s.ep
+	s.mu.Unlock()
+	if ep == nil {
+		return list
+	}
+	for _, l := range ep.loops {
+		l.mu.Lock()
+		for _, c := range l.conns {
+			if c != nil {
+				list = append(list, &c.Conn)
+			}
+		}
+		l.mu.Unlock()
+	}
+	return list
+}

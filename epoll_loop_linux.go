@@ -25,8 +25,7 @@ type loop struct {
 	events []unix.EpollEvent
 
 	// Owned by the loop goroutine.
-	conns     []*epConn // by fd
-	open      int       // connections on this loop
+	open      int // connections on this loop
 	listeners []*epListener
 	pending   []*epConn          // connections to read again without waiting for an edge
 	backoff   int64              // while accepting is paused after ENOBUFS/ENOMEM: until when
@@ -35,7 +34,13 @@ type loop struct {
 	more      bool               // events may be ready that will not wake the runtime's poller
 	exiting   bool               // done said so: run exits once the read returns
 
-	mu         sync.Mutex
+	mu sync.Mutex
+	// The loop's connections by slot, the slot being in their epoll
+	// events (see connTag): a dense table, whatever the fd numbers. The
+	// loop writes it under mu and reads it without; Server.Close and
+	// Shutdown read it under mu.
+	conns      []*epConn
+	free       []int32 // slots to reuse
 	tasks      []task
 	spare      []task // the drained task list, reused; the loop's own
 	timers     timerHeap
@@ -295,10 +300,10 @@ func (l *loop) handle(fd int, tag int32, events uint32) {
 		}
 		return
 	}
-	if fd >= len(l.conns) || l.conns[fd] == nil {
+	c := l.conns[tag-connTag]
+	if c == nil || int(c.fd) != fd {
 		return // closed while the event waited
 	}
-	c := l.conns[fd]
 	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.hup = true // the FIN (or an error) is in: read to the end, not to a short read
 	}
@@ -310,7 +315,32 @@ func (l *loop) handle(fd int, tag int32, events uint32) {
 	}
 }
 
-const listenerTag = 1
+// The tag of an epoll event (its Pad) says what its fd is: the wakeup
+// eventfd (0), a listener, or the connection in slot tag-connTag.
+const (
+	listenerTag = 1
+	connTag     = 2
+)
+
+// add puts c in a free slot of the loop's table.
+func (l *loop) add(c *epConn) {
+	l.mu.Lock()
+	if n := len(l.free); n > 0 {
+		c.slot = l.free[n-1]
+		l.free = l.free[:n-1]
+		l.conns[c.slot] = c
+	} else {
+		c.slot = int32(len(l.conns))
+		l.conns = append(l.conns, c)
+	}
+	l.mu.Unlock()
+}
+
+// drop takes c out of the table; l.mu is held.
+func (l *loop) dropLocked(c *epConn) {
+	l.conns[c.slot] = nil
+	l.free = append(l.free, c.slot)
+}
 
 // connEvents is what a connection is registered for: input and the peer's
 // FIN, edge-triggered. Output is added only while some is queued

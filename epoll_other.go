@@ -11,6 +11,7 @@ const epollBuilt = false
 
 type epServer struct{}
 
-func (s *Server) serveEpoll(ln net.Listener) error { panic("unreachable: epoll is Linux only") }
-func (s *Server) closeEpListenersLocked()          {}
-func (s *Server) waitLoops()                       {}
+func (s *Server) serveEpoll(ln net.Listener) error   { panic("unreachable: epoll is Linux only") }
+func (s *Server) closeEpListenersLocked()            {}
+func (s *Server) waitLoops()                         {}
+func (s *Server) appendEpConns(list []*Conn) []*Conn { return list }

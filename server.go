@@ -64,9 +64,11 @@ type Server struct {
 
 	inShutdown atomic.Bool
 
+	open atomic.Int64 // connections served and not yet closed, on every engine
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[*Conn]struct{}
+	conns     map[*Conn]struct{}    // the std engine's; the epoll engine's are in its loops
 	shaking   map[net.Conn]struct{} // accepted, in Handshake
 	perIP     map[netip.Addr]int    // open connections by client address, kept when MaxConnsPerIP > 0
 	drained   chan struct{}         // closed when conns empties during Shutdown
@@ -142,7 +144,7 @@ func (s *Server) trackShaking(nc net.Conn, add bool) bool {
 func (s *Server) Conns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns) + len(s.shaking)
+	return int(s.open.Load()) + len(s.shaking)
 }
 
 // Close stops accepting and closes every connection at once, as
@@ -180,7 +182,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	defer cut.Stop()
 	s.mu.Lock()
-	if len(s.conns) == 0 && len(s.shaking) == 0 {
+	if s.open.Load() == 0 && len(s.shaking) == 0 {
 		s.mu.Unlock()
 		s.waitLoops()
 		return lnErr
@@ -251,20 +253,36 @@ func (s *Server) closeHandshakesLocked() {
 	s.checkDrainedLocked()
 }
 
-// trackConn registers c, or says why it may not be served. During a
-// shutdown only connections accepted before it are.
+// trackConn counts c in, or says why it may not be served. During a
+// shutdown only connections accepted before it are. A connection of the
+// std engine (std) goes into s.conns; the epoll engine's loops keep
+// theirs, and put it there before they call trackConn, so that Close,
+// which sets inShutdown before it looks, either finds it or has it
+// refused here. Without a per-IP limit, the epoll engine's connections
+// take no lock of the server's.
 func (s *Server) trackConn(c *Conn, accepted bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	_, std := c.t.(*stdConn)
+	if std || s.MaxConnsPerIP > 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
 	if s.inShutdown.Load() && !accepted {
 		return ErrServerClosed
 	}
-	if s.MaxConns > 0 && len(s.conns) >= s.MaxConns {
-		return ErrTooManyConns
+	for {
+		n := s.open.Load()
+		if s.MaxConns > 0 && n >= int64(s.MaxConns) {
+			return ErrTooManyConns
+		}
+		if s.open.CompareAndSwap(n, n+1) {
+			break
+		}
 	}
 	if s.MaxConnsPerIP > 0 {
 		ip := remoteIP(c)
 		if s.perIP[ip] >= s.MaxConnsPerIP {
+			s.open.Add(-1)
+			s.checkDrainedLocked()
 			return ErrTooManyConnsFromIP
 		}
 		if s.perIP == nil {
@@ -272,16 +290,21 @@ func (s *Server) trackConn(c *Conn, accepted bool) error {
 		}
 		s.perIP[ip]++
 	}
-	if s.conns == nil {
-		s.conns = make(map[*Conn]struct{})
+	if std {
+		if s.conns == nil {
+			s.conns = make(map[*Conn]struct{})
+		}
+		s.conns[c] = struct{}{}
 	}
-	s.conns[c] = struct{}{}
 	return nil
 }
 
 // remoteIP returns the client's IP address, IPv4-mapped IPv6 unmapped, or
 // the zero Addr for a non-IP (Unix socket) peer, which then counts as one.
 func remoteIP(c *Conn) netip.Addr {
+	if a, ok := c.t.(interface{ remoteIP() netip.Addr }); ok {
+		return a.remoteIP().Unmap()
+	}
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
 			return ip.Unmap()
@@ -290,9 +313,13 @@ func remoteIP(c *Conn) netip.Addr {
 	return netip.Addr{}
 }
 
+// untrackConn counts c out, once it closed.
 func (s *Server) untrackConn(c *Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	_, std := c.t.(*stdConn)
+	if std || s.MaxConnsPerIP > 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
 	delete(s.conns, c)
 	if s.MaxConnsPerIP > 0 {
 		ip := remoteIP(c)
@@ -300,24 +327,31 @@ func (s *Server) untrackConn(c *Conn) {
 			delete(s.perIP, ip)
 		}
 	}
-	s.checkDrainedLocked()
+	if s.open.Add(-1) == 0 {
+		if !std && s.MaxConnsPerIP == 0 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+		}
+		s.checkDrainedLocked()
+	}
 }
 
 // checkDrainedLocked tells Shutdown when no connection is left, served
 // or in Handshake.
 func (s *Server) checkDrainedLocked() {
-	if len(s.conns) == 0 && len(s.shaking) == 0 && s.drained != nil {
+	if s.open.Load() == 0 && len(s.shaking) == 0 && s.drained != nil {
 		close(s.drained)
 		s.drained = nil
 	}
 }
 
+// connList returns the open connections, of every engine.
 func (s *Server) connList() []*Conn {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	list := make([]*Conn, 0, len(s.conns))
+	list := make([]*Conn, 0, s.open.Load())
 	for c := range s.conns {
 		list = append(list, c)
 	}
-	return list
+	s.mu.Unlock()
+	return s.appendEpConns(list)
 }
