@@ -61,17 +61,12 @@ func (s *Server) serveEpoll(ln net.Listener) error {
 		ln.Close()
 		return err
 	}
-	loops, err := s.trackEpListener(ln, el)
-	if err != nil {
+	if err := s.trackEpListener(ln, el); err != nil {
 		unix.Close(el.fd)
 		ln.Close()
 		return err
 	}
 	defer s.untrackListener(ln)
-	el.left.Store(int32(len(loops)))
-	for _, l := range loops {
-		l.post(task{kind: taskListen, ln: el})
-	}
 	<-el.done
 	return ErrServerClosed
 }
@@ -103,17 +98,20 @@ func dupListener(ln net.Listener) (*epListener, error) {
 	return &epListener{fd: fd, ln: ln, done: make(chan struct{})}, nil
 }
 
-// trackEpListener registers ln and el, starting the loops on first use.
-func (s *Server) trackEpListener(ln net.Listener, el *epListener) ([]*loop, error) {
+// trackEpListener registers ln and el, starting the loops on first use,
+// and hands el to the loops. It does so under s.mu, so that the tasks
+// closeEpListenersLocked posts come after these: a loop never sees the
+// listener's end before its start, and exits with it unreleased.
+func (s *Server) trackEpListener(ln net.Listener, el *epListener) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inShutdown.Load() {
-		return nil, ErrServerClosed
+		return ErrServerClosed
 	}
 	if s.ep == nil {
 		ep, err := s.startLoops()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.ep = ep
 	}
@@ -122,7 +120,11 @@ func (s *Server) trackEpListener(ln net.Listener, el *epListener) ([]*loop, erro
 	}
 	s.listeners[ln] = struct{}{}
 	s.ep.listeners[el] = struct{}{}
-	return s.ep.loops, nil
+	el.left.Store(int32(len(s.ep.loops)))
+	for _, l := range s.ep.loops {
+		l.post(task{kind: taskListen, ln: el})
+	}
+	return nil
 }
 
 func (s *Server) startLoops() (*epServer, error) {
@@ -168,7 +170,7 @@ func (s *Server) closeEpListenersLocked() {
 	}
 	// Loops with nothing left to serve exit; wake them to look.
 	for _, l := range s.ep.loops {
-		l.post(task{})
+		l.stop()
 	}
 }
 

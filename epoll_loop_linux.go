@@ -46,6 +46,7 @@ type loop struct {
 	timers     timerHeap
 	sleepUntil int64 // when epoll_wait will time out; math.MinInt64 while awake
 	woken      bool  // the eventfd was written and not yet read
+	stopping   bool  // the server is closing: exit once nothing is left to serve
 	exited     bool
 }
 
@@ -123,6 +124,20 @@ func (l *loop) post(t task) {
 		return
 	}
 	l.tasks = append(l.tasks, t)
+	if l.sleepUntil != math.MinInt64 {
+		l.wakeLocked()
+	}
+	l.mu.Unlock()
+}
+
+// stop tells the loop to exit once it has nothing left to serve. The
+// server calls it under its mutex, after the tasks that hand the loop a
+// listener (see Server.trackEpListener): only then may a loop with no
+// listener and no connection exit. The server's inShutdown would not do:
+// it is set before that mutex is taken.
+func (l *loop) stop() {
+	l.mu.Lock()
+	l.stopping = true
 	if l.sleepUntil != math.MinInt64 {
 		l.wakeLocked()
 	}
@@ -250,9 +265,9 @@ func (l *loop) chores() {
 // post know to wake it, and sets the epoll file's deadline to that time.
 func (l *loop) park() bool {
 	l.mu.Lock()
-	if len(l.tasks) > 0 || len(l.pending) > 0 {
+	if len(l.tasks) > 0 || len(l.pending) > 0 || l.stopping && l.open == 0 && len(l.listeners) == 0 {
 		l.mu.Unlock()
-		return false
+		return false // work to do, or done may exit the loop
 	}
 	next := int64(math.MaxInt64)
 	if len(l.timers) > 0 {
@@ -392,11 +407,11 @@ func (l *loop) unlisten(el *epListener) {
 // done reports whether the loop has nothing left to do and exits it: the
 // server is shutting down, and no connection or listener is left.
 func (l *loop) done() bool {
-	if !l.s.inShutdown.Load() || l.open > 0 || len(l.listeners) > 0 {
+	if l.open > 0 || len(l.listeners) > 0 {
 		return false
 	}
 	l.mu.Lock()
-	if len(l.tasks) > 0 {
+	if !l.stopping || len(l.tasks) > 0 {
 		l.mu.Unlock()
 		return false
 	}

@@ -219,3 +219,35 @@ func TestConnLimits(t *testing.T) {
 		}
 	})
 }
+
+// Close right after Serve starts, before or while Serve sets up: Serve
+// returns ErrServerClosed, every time, on every engine. (On epoll, a
+// Close between Serve registering its listener and handing it to the
+// loops once let the loops exit without it, and Serve waited for ever.)
+func TestCloseWhileServeStarts(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		for i := range 200 {
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &Server{Engine: e, Loops: 2}
+			served := make(chan error, 1)
+			started := make(chan struct{})
+			go func() {
+				close(started)
+				served <- srv.Serve(ln)
+			}()
+			<-started
+			srv.Close()
+			select {
+			case err := <-served:
+				if !errors.Is(err, ErrServerClosed) {
+					t.Fatalf("round %d: Serve returned %v, want ErrServerClosed", i, err)
+				}
+			case <-time.After(waitTime):
+				t.Fatalf("round %d: Serve still running %v after Close", i, waitTime)
+			}
+		}
+	})
+}
