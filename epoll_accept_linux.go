@@ -144,4 +144,34 @@ func (l *loop) serve(fd int, raddr netip.AddrPort, el *epListener) {
 	}
 	c.traceConnected(0)
 	c.start() // OnConnect, and a graceful end if Shutdown has begun
+	if l.eagerRead() {
+		l.read(c)
+		l.eagerHit(c.BytesRead() > 0 || c.flags.has(fPeerEnded|fDead))
+	}
+}
+
+// A client usually sends its request right after connecting, and on a
+// busy server it is in the socket by the time the loop has accepted it:
+// reading at once saves a round through the poller (park, wake, poll)
+// for it. Where clients wait to be spoken to first, the read finds
+// nothing (EAGAIN), so the loop keeps score and stops trying when most
+// of these reads miss, trying again one accept in eagerProbe to notice
+// when that changes.
+const (
+	eagerMax   = 16 // the score's ceiling: how many misses in a row it takes to stop
+	eagerProbe = 32
+)
+
+func (l *loop) eagerRead() bool {
+	l.accepted++
+	return l.eager > 0 || l.accepted%eagerProbe == 0
+}
+
+func (l *loop) eagerHit(hit bool) {
+	switch {
+	case hit && l.eager < eagerMax:
+		l.eager++
+	case !hit && l.eager > 0:
+		l.eager--
+	}
 }

@@ -32,6 +32,8 @@ type loop struct {
 	deadline  int64              // the read deadline set on file, as a monotonic reading; 0 for none
 	stepFn    func(uintptr) bool // step's method value, made once: parking allocates nothing
 	more      bool               // events may be ready that will not wake the runtime's poller
+	eager     int                // the score of reads right after accept: try them while positive
+	accepted  int                // connections accepted, for eagerRead's probes
 	exiting   bool               // done said so: run exits once the read returns
 
 	mu sync.Mutex
@@ -84,7 +86,7 @@ func newLoop(s *Server) (*loop, error) {
 		unix.Close(epfd)
 		return nil, err
 	}
-	l := &loop{s: s, epfd: epfd, wakefd: wakefd, sleepUntil: math.MinInt64}
+	l := &loop{s: s, epfd: epfd, wakefd: wakefd, sleepUntil: math.MinInt64, eager: eagerMax}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}); err != nil {
 		unix.Close(epfd)
 		unix.Close(wakefd)
