@@ -69,6 +69,7 @@ const (
 	fDropInput  // Shutdown ended the connection: read input is dropped, not delivered
 	fEndOnFirst // Shutdown ends the connection once its first message is handled
 	fDelivered  // a first message was handled
+	fTraced     // ConnOptions.Trace was set when the connection began: its extra holds traceMu
 )
 
 // connFlags holds a connection's flags in one word.
@@ -117,6 +118,7 @@ func (c *Conn) init(t transport, ev *Events, opt *ConnOptions, srv *Server) {
 	c.id = lastConnID.Add(1)
 	if opt.Trace != nil {
 		c.x = new(connExtra) // traceMu, used without c.mu
+		c.flags.set(fTraced)
 	}
 	if opt.IdleTimeout > 0 || opt.ReadTimeout > 0 {
 		now := monoNow()
@@ -211,7 +213,7 @@ func (c *Conn) Err() error {
 // block and does not keep p. Check NeedDrain to learn whether the peer is
 // keeping up.
 func (c *Conn) Write(p []byte) (int, error) {
-	if c.opt.Trace == nil {
+	if !c.flags.has(fTraced) {
 		n, _, err := c.write(p)
 		return n, err
 	}

@@ -187,7 +187,7 @@ func (c *Conn) afterFlush(fin, drain bool) {
 // 4-way handshake is complete and the connection closes; otherwise it waits
 // for that FIN, at most the linger timeout.
 func (c *Conn) sendFIN() {
-	if c.opt.Trace != nil {
+	if c.flags.has(fTraced) {
 		c.x.traceMu.Lock() // the FIN and its trace line are one step, as for writes
 	}
 	err := c.t.closeWrite()
@@ -199,7 +199,7 @@ func (c *Conn) sendFIN() {
 		c.t.schedule(c.mark + int64(c.opt.lingerTimeout()))
 	}
 	c.mu.Unlock()
-	if c.opt.Trace != nil {
+	if c.flags.has(fTraced) {
 		if err == nil {
 			c.emitLocked(TraceFIN, 0, nil)
 		}

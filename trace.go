@@ -74,7 +74,7 @@ type TCPInfo struct {
 // the paths where the event happens; the nil check is all it costs when
 // tracing is off.
 func (c *Conn) trace(kind TraceKind, n int, err error) {
-	if c.opt.Trace == nil {
+	if !c.flags.has(fTraced) {
 		return
 	}
 	c.x.traceMu.Lock()
@@ -92,7 +92,7 @@ func (c *Conn) emitLocked(kind TraceKind, n int, err error) {
 // traceConnected reports TraceConnected, with how long connecting took
 // for a dialed connection (d; zero for an accepted one).
 func (c *Conn) traceConnected(d time.Duration) {
-	if c.opt.Trace == nil {
+	if !c.flags.has(fTraced) {
 		return
 	}
 	c.x.traceMu.Lock()
