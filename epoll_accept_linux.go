@@ -127,8 +127,10 @@ func (l *loop) serve(fd int, raddr netip.AddrPort, el *epListener) {
 	c := newEpConn(l, fd, raddr, el)
 	l.add(c)
 	if err := l.s.trackConn(&c.Conn, false); err != nil {
-		l.mu.Lock()
+		c.mu.Lock()
 		c.fd = -1 // never served: a Close or Shutdown that found it leaves it be
+		c.mu.Unlock()
+		l.mu.Lock()
 		l.dropLocked(c)
 		l.mu.Unlock()
 		l.open--

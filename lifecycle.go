@@ -272,13 +272,15 @@ func (c *Conn) finish() {
 
 // gracefulEnd ends the connection for Server.Shutdown, between callbacks
 // (the transport's shutdown runs it): once the callback running returns,
-// or, if nothing has been read yet, once the first message has been
-// handled or FirstMessageGrace has passed.
+// or, if no message has been handled yet, once the first one has been or
+// FirstMessageGrace has passed. Handled, not read: on the std engine the
+// reading goroutine may have read a request that OnData has not seen yet,
+// and ending then would drop it unanswered.
 func (c *Conn) gracefulEnd() {
 	if c.flags.has(fDead) {
 		return
 	}
-	if c.BytesRead() > 0 {
+	if c.flags.has(fDelivered) {
 		c.endNow()
 		return
 	}
@@ -289,7 +291,7 @@ func (c *Conn) gracefulEnd() {
 	c.mu.Unlock()
 	c.flags.set(fEndOnFirst)
 	if c.flags.has(fDelivered) && c.flags.take(fEndOnFirst) {
-		c.endNow() // the first message came meanwhile
+		c.endNow() // the first message was handled meanwhile
 	}
 }
 

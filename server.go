@@ -105,10 +105,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.serveStd(ln)
 }
 
-// FirstMessageGrace is how long Shutdown lets a connection that has not
-// sent anything yet deliver its first message (and get its reply) before
-// ending it: a client, or a balancer, may have sent a request that is
-// still on its way.
+// FirstMessageGrace is how long Shutdown lets a connection none of whose
+// messages has been handled yet deliver its first one (and get its reply)
+// before ending it: a client, or a balancer, may have sent a request that
+// is still on its way, or still arriving.
 const FirstMessageGrace = time.Second
 
 func (s *Server) reject(remote net.Addr, err error) {
@@ -165,7 +165,7 @@ func (s *Server) Close() error {
 // that is read and dropped rather than delivered to OnData: every message
 // OnData received could be answered. A connection still in Handshake (a
 // TLS handshake, a PROXY header) gets FirstMessageGrace to finish it, as
-// one that has sent nothing yet gets to send its first message, and is
+// one that has had no message handled yet gets to send its first, and is
 // closed after that. It returns when all connections have closed, or with
 // ctx's error when ctx is done first; call Close then to cut the rest. Do
 // not call it from a callback: it waits for callbacks to return.
