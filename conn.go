@@ -437,5 +437,6 @@ func (c *Conn) Offload(f func()) {
 // mustWait reports, without a lock, whether reading should stop for now:
 // the connection is paused, or its output is backlogged.
 func (c *Conn) mustWait() bool {
-	return c.flags.has(fPaused) || c.flags.has(fBacklogged) && !c.opt.ReadDuringBacklog
+	f := c.flags.v.Load()
+	return f&fPaused != 0 || f&fBacklogged != 0 && !c.opt.ReadDuringBacklog
 }
