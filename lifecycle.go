@@ -239,7 +239,11 @@ func cutsOnClose(err error) bool {
 
 // finish reports the close, once the transport released the connection:
 // OnError if it broke, then OnClose, then Done and the server's count.
+// Its place under the server's per-IP limit is given back first.
 func (c *Conn) finish() {
+	if c.srv != nil {
+		c.srv.releaseIP(c)
+	}
 	c.mu.Lock()
 	err := c.err
 	c.mu.Unlock()

@@ -313,26 +313,34 @@ func remoteIP(c *Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// untrackConn counts c out, once it closed.
+// releaseIP gives back c's place under MaxConnsPerIP, as soon as it
+// closed: before OnClose, so that a client told of the close may connect
+// again at once.
+func (s *Server) releaseIP(c *Conn) {
+	if s.MaxConnsPerIP == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ip := remoteIP(c)
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+// untrackConn counts c out, once its close has been reported: Shutdown
+// returns after the last OnClose.
 func (s *Server) untrackConn(c *Conn) {
 	_, std := c.t.(*stdConn)
-	if std || s.MaxConnsPerIP > 0 {
+	if std {
 		s.mu.Lock()
-		defer s.mu.Unlock()
-	}
-	delete(s.conns, c)
-	if s.MaxConnsPerIP > 0 {
-		ip := remoteIP(c)
-		if s.perIP[ip]--; s.perIP[ip] <= 0 {
-			delete(s.perIP, ip)
-		}
+		delete(s.conns, c)
+		s.mu.Unlock()
 	}
 	if s.open.Add(-1) == 0 {
-		if !std && s.MaxConnsPerIP == 0 {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-		}
+		s.mu.Lock()
 		s.checkDrainedLocked()
+		s.mu.Unlock()
 	}
 }
 

@@ -251,3 +251,59 @@ func TestCloseWhileServeStarts(t *testing.T) {
 		}
 	})
 }
+
+// A client told of a close may connect again at once: a connection's
+// place under MaxConnsPerIP is given back before its OnClose runs. Here
+// the first connection's OnClose (on the std engine, its own goroutine)
+// connects again from the same address and waits to see the new
+// connection served or refused.
+func TestPerIPPlaceFreeInOnClose(t *testing.T) {
+	rj := newRejections()
+	connected := make(chan struct{}, 2)
+	result := make(chan string, 1)
+	var second net.Conn
+	addrs := make(chan string, 1)
+	var once sync.Once
+	srv := &Server{
+		Engine:        EngineStd,
+		MaxConnsPerIP: 1,
+		OnReject:      rj.onReject,
+		Events: Events{
+			OnConnect: func(c *Conn) { connected <- struct{}{} },
+			OnClose: func(c *Conn, hadError bool) {
+				once.Do(func() {
+					nc, err := net.DialTimeout("tcp4", <-addrs, waitTime)
+					if err != nil {
+						result <- "dial: " + err.Error()
+						return
+					}
+					second = nc
+					select {
+					case <-connected:
+						result <- "served"
+					case rj := <-rj.ch:
+						result <- "refused: " + rj.err.Error()
+					case <-time.After(waitTime):
+						result <- "neither served nor refused"
+					}
+				})
+			},
+		},
+	}
+	addr := startServer(t, srv)
+	addrs <- addr
+	first := rawDial(t, addr)
+	<-connected
+	first.Close()
+	select {
+	case got := <-result:
+		if got != "served" {
+			t.Errorf("a connection from the same address, made in the first one's OnClose: %s; want it served", got)
+		}
+	case <-time.After(2 * waitTime):
+		t.Fatal("OnClose did not report")
+	}
+	if second != nil {
+		second.Close()
+	}
+}
