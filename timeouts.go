@@ -84,13 +84,32 @@ func (c *Conn) expire(now int64) {
 	if graceOver && c.flags.take(fEndOnFirst) {
 		c.endNow()
 	}
-	c.mu.Lock()
-	fire := c.idleDueLocked(now)
-	c.mu.Unlock()
-	if fire {
-		c.timedOut()
+	if d := c.timeout.Load(); d > 0 && c.flags.has(fTimerArmed) && now-c.lastActive.Load() >= d {
+		c.idleTimeout()
 	}
 	c.rearm(monoNow())
+}
+
+// idleTimeout fires the idle timeout if it is still due. It decides
+// between callbacks, under evMu, so that a callback running when the
+// timer fired (OnConnect turning the timeout off, OnData's activity) is
+// seen: the std engine's timer fires on a goroutine of its own.
+func (c *Conn) idleTimeout() {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	c.mu.Lock()
+	fire := !c.flags.has(fDead) && c.idleDueLocked(monoNow())
+	c.mu.Unlock()
+	if !fire {
+		return
+	}
+	c.trace(TraceTimeout, 0, nil)
+	if c.ev.OnTimeout == nil {
+		c.End()
+		return
+	}
+	defer c.recoverPanic()
+	c.ev.OnTimeout(c)
 }
 
 // rearm schedules the earliest timeout still to come, if any.
@@ -129,15 +148,6 @@ func (c *Conn) idleDueLocked(now int64) bool {
 		return true
 	}
 	return false
-}
-
-func (c *Conn) timedOut() {
-	c.trace(TraceTimeout, 0, nil)
-	if c.ev.OnTimeout == nil {
-		c.End()
-	} else {
-		c.call(c.ev.OnTimeout)
-	}
 }
 
 // stallLimitLocked is how long queued output may make no progress before
