@@ -77,8 +77,7 @@ func (c *Conn) expire(now int64) {
 	case stalled != nil:
 		c.closeWith(stalled)
 		return
-	case readTimedOut:
-		c.closeWith(fmt.Errorf("%w: nothing received for %v", ErrReadTimeout, rt))
+	case readTimedOut && c.readTimeout(rt):
 		return
 	}
 	if graceOver && c.flags.take(fEndOnFirst) {
@@ -88,6 +87,23 @@ func (c *Conn) expire(now int64) {
 		c.idleTimeout()
 	}
 	c.rearm(monoNow())
+}
+
+// readTimeout closes the connection if nothing has been read for rt
+// while it was reading, and reports whether it did. Like the idle
+// timeout it decides between callbacks: a callback running when the
+// timer fired may have paused the connection, or be about to return to
+// reading, and the engines read again only once it returns.
+func (c *Conn) readTimeout(rt time.Duration) bool {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	c.mu.Lock()
+	due := c.readingLocked() && monoNow()-c.lastRead.Load() >= int64(rt)
+	c.mu.Unlock()
+	if due {
+		c.closeWith(fmt.Errorf("%w: nothing received for %v", ErrReadTimeout, rt))
+	}
+	return due
 }
 
 // idleTimeout fires the idle timeout if it is still due. It decides
