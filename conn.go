@@ -2,14 +2,11 @@ package tcpkit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 )
 
 // errPeerEnded is what Write returns once the peer's FIN has ended the
@@ -28,12 +25,11 @@ var lastConnID atomic.Uint64
 // closes when the peer's FIN comes back, so both sides see a clean 4-way
 // handshake rather than a reset. Close tears the connection down at once.
 type Conn struct {
-	nc  net.Conn
+	t   transport // the engine's part: see transport.go
 	ev  *Events
 	opt *ConnOptions
+	srv *Server // the server that accepted it, told when it closes; nil for dialed conns
 	id  uint64
-	tw  *tryWriter // nonblocking write attempts; nil where the transport has no fd
-	ep  *epConn    // the epoll engine's side; nil on the standard engine
 
 	// evMu is held while a callback runs, so the callbacks of one
 	// connection never overlap, whichever goroutine delivers them.
@@ -41,70 +37,98 @@ type Conn struct {
 
 	bytesRead    atomic.Int64
 	bytesWritten atomic.Int64
-	paused       atomic.Bool  // mirrors pausedLocked for the reader's fast path
 	timeout      atomic.Int64 // idle timeout in ns; 0 means none
 	lastActive   atomic.Int64 // monotonic ns of the last read or write, kept while timeout > 0
 	lastRead     atomic.Int64 // monotonic ns of the last read, kept while ReadTimeout > 0
-	timerArmed   atomic.Bool  // the idle timeout is armed: it has not fired since the last activity
-	backlogged   atomic.Bool  // mirrors needDrain for the reader's fast path
-	dropInput    atomic.Bool  // Shutdown ended the connection: read input is dropped, not delivered
-	dead         atomic.Bool  // mirrors closed, for the epoll loop's fast path
+	flags        connFlags
 
-	mu          sync.Mutex
-	cond        *sync.Cond // on mu: reading may resume, or the conn closed
-	out         []byte     // queued output not yet handed to the kernel
-	spare       []byte     // the other half of the output double buffer
-	inflight    int        // bytes flush took from out and has not written yet
-	flushing    bool       // a flush goroutine owns the write side until out is empty
-	needDrain   bool       // out went over the high-water mark; OnDrain is due
-	ending      bool       // End was called, or implied by the peer's FIN
-	endedByPeer bool       // ending because the peer's FIN arrived
-	finSent     bool       // our FIN is being sent or out: only one goroutine sends it
-	finDone     bool       // our FIN is out (CloseWrite returned)
-	peerEnded   bool       // the peer's FIN was read
-	pausedLock  bool       // Pause was called
-	closed      bool
-	err         error // the first error; reported to OnError
-	linger      *time.Timer
-	idleTimer   *time.Timer   // drives the idle timeout while the connection does not read
-	drained     chan struct{} // closed when needDrain clears or the conn closes; for WaitDrain
-	value       any
-
-	msgMu  sync.Mutex // serializes WriteMessage, which frames into msgBuf
-	msgBuf []byte
-
-	// traceMu orders trace events when ConnOptions.Trace is set: it is
-	// held while an event is reported, and across a write or FIN and its
-	// event. It is taken before mu, never after.
-	traceMu sync.Mutex
-
-	closing   chan struct{} // closed when closed becomes true
-	done      chan struct{} // closed after OnClose returned
-	firstData chan struct{} // closed after the first OnData returned
-	delivered bool          // firstData is closed; used by the reading goroutine only
-	flushWG   sync.WaitGroup
-	onDone    func(*Conn) // the Server's bookkeeping; nil for dialed conns
-
-	dialTime time.Duration // how long Dial took to connect; 0 for accepted conns
+	mu   sync.Mutex
+	mark int64 // while output is queued under a stall limit: when it last moved; once our FIN is out: when it went
+	out  []byte
+	err  error      // the first error; reported to OnError
+	x    *connExtra // made on first need; never replaced once made
 }
 
-func newConn(nc net.Conn, ev *Events, opt *ConnOptions) *Conn {
-	c := &Conn{
-		nc:        nc,
-		ev:        ev,
-		opt:       opt,
-		id:        lastConnID.Add(1),
-		closing:   make(chan struct{}),
-		done:      make(chan struct{}),
-		firstData: make(chan struct{}),
+// The flags of a connection, in one word. The first ones are read
+// without Conn.mu on the hot paths; all but the last four are written
+// under it, so that a goroutine holding it sees them stay as they are.
+const (
+	fPaused      = 1 << iota // Pause was called
+	fBacklogged              // out went over the high-water mark; OnDrain is due: NeedDrain
+	fDead                    // closed: Close, an error, or the end of the 4-way handshake
+	fFlushing                // the transport owns the write side until out is empty
+	fEnding                  // End was called, or implied by the peer's FIN
+	fEndedByPeer             // ending because the peer's FIN arrived
+	fFinSent                 // our FIN is being sent or out: only one goroutine sends it
+	fFinDone                 // our FIN is out
+	fPeerEnded               // the peer's FIN was read
+	fFinished                // OnClose has returned
+
+	// Not under Conn.mu.
+	fTimerArmed // the idle timeout is armed: it has not fired since the last activity
+	fDropInput  // Shutdown ended the connection: read input is dropped, not delivered
+	fEndOnFirst // Shutdown ends the connection once its first message is handled
+	fDelivered  // a first message was handled
+	fTraced     // ConnOptions.Trace was set when the connection began: its extra holds traceMu
+)
+
+// connFlags holds a connection's flags in one word.
+type connFlags struct{ v atomic.Uint32 }
+
+func (f *connFlags) has(b uint32) bool { return f.v.Load()&b != 0 }
+func (f *connFlags) set(b uint32)      { f.v.Or(b) }
+func (f *connFlags) clear(b uint32)    { f.v.And(^b) }
+
+// take clears b and reports whether it was set: of several goroutines
+// taking it, one gets true.
+func (f *connFlags) take(b uint32) bool { return f.v.And(^b)&b != 0 }
+
+// setIf sets b if it is clear and reports whether it did.
+func (f *connFlags) setIf(b uint32) bool { return f.v.Or(b)&b == 0 }
+
+// connExtra is what few connections need, kept out of Conn so that an
+// idle connection stays small. Its fields are under Conn.mu, but for
+// traceMu.
+type connExtra struct {
+	value   any
+	done    chan struct{} // closed after OnClose returned; made when Done is called
+	drained chan struct{} // closed when the backlog clears or the conn closes; for WaitDrain
+	laddr   net.Addr      // the local address, once asked for
+	grace   int64         // when Shutdown's first-message grace ends; 0 for none
+
+	// traceMu orders trace events when ConnOptions.Trace is set (the
+	// extra is then made with the Conn): it is held while an event is
+	// reported, and across a write or FIN and its event. It is taken
+	// before Conn.mu, never after.
+	traceMu sync.Mutex
+}
+
+// extraLocked returns c.x, making it on first use; c.mu is held.
+func (c *Conn) extraLocked() *connExtra {
+	if c.x == nil {
+		c.x = new(connExtra)
 	}
-	c.cond = sync.NewCond(&c.mu)
-	c.tw = newTryWriter(nc)
+	return c.x
+}
+
+// init makes c a new connection of srv (nil for a dialed one), served
+// by t.
+func (c *Conn) init(t transport, ev *Events, opt *ConnOptions, srv *Server) {
+	c.t, c.ev, c.opt, c.srv = t, ev, opt, srv
+	c.id = lastConnID.Add(1)
+	if opt.Trace != nil {
+		c.x = new(connExtra) // traceMu, used without c.mu
+		c.flags.set(fTraced)
+	}
 	if opt.IdleTimeout > 0 || opt.ReadTimeout > 0 {
-		c.lastRead.Store(monoNow())
-		c.SetTimeout(opt.IdleTimeout)
+		now := monoNow()
+		c.lastRead.Store(now)
+		c.lastActive.Store(now)
+		c.timeout.Store(int64(opt.IdleTimeout))
+		if opt.IdleTimeout > 0 {
+			c.flags.set(fTimerArmed)
+		}
 	}
-	return c
 }
 
 // ID returns a number that identifies the connection within this process,
@@ -112,19 +136,24 @@ func newConn(nc net.Conn, ev *Events, opt *ConnOptions) *Conn {
 func (c *Conn) ID() uint64 { return c.id }
 
 // RemoteAddr returns the peer's address: for a Server, the client's.
-func (c *Conn) RemoteAddr() net.Addr {
-	if c.ep != nil {
-		return c.ep.remoteAddr()
-	}
-	return c.nc.RemoteAddr()
-}
+func (c *Conn) RemoteAddr() net.Addr { return c.t.remoteAddr() }
 
 // LocalAddr returns this side's address.
 func (c *Conn) LocalAddr() net.Addr {
-	if c.ep != nil {
-		return c.epLocalAddr()
+	c.mu.Lock()
+	var a net.Addr
+	if c.x != nil {
+		a = c.x.laddr
 	}
-	return c.nc.LocalAddr()
+	c.mu.Unlock()
+	if a != nil {
+		return a
+	}
+	a = c.t.localAddr()
+	c.mu.Lock()
+	c.extraLocked().laddr = a
+	c.mu.Unlock()
+	return a
 }
 
 // BytesRead returns how many bytes have been read from the peer.
@@ -138,33 +167,34 @@ func (c *Conn) BytesWritten() int64 { return c.bytesWritten.Load() }
 func (c *Conn) Value() any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.value
+	if c.x == nil {
+		return nil
+	}
+	return c.x.value
 }
 
 // SetValue stores v with the connection, for callbacks to find with Value.
 func (c *Conn) SetValue(v any) {
 	c.mu.Lock()
-	c.value = v
+	c.extraLocked().value = v
 	c.mu.Unlock()
 }
 
 // Done returns a channel that is closed once the connection is closed and
 // OnClose has returned.
 func (c *Conn) Done() <-chan struct{} {
-	if c.ep == nil {
-		return c.done
-	}
-	// The epoll engine makes the channel only when asked for: most
-	// connections never are, and an idle one should cost little.
+	// Made only when asked for: most connections never are, and an idle
+	// one should cost little.
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done == nil {
-		c.done = make(chan struct{})
-		if c.ep.finished {
-			close(c.done)
+	x := c.extraLocked()
+	if x.done == nil {
+		x.done = make(chan struct{})
+		if c.flags.has(fFinished) {
+			close(x.done)
 		}
 	}
-	return c.done
+	return x.done
 }
 
 // Err returns the error that tore the connection down, or nil if it closed
@@ -183,14 +213,14 @@ func (c *Conn) Err() error {
 // block and does not keep p. Check NeedDrain to learn whether the peer is
 // keeping up.
 func (c *Conn) Write(p []byte) (int, error) {
-	if c.opt.Trace == nil {
+	if !c.flags.has(fTraced) {
 		n, _, err := c.write(p)
 		return n, err
 	}
 	// Traced, the write and its events are one step, so that trace lines
 	// keep the order of the writes and of what they cause (the reply).
-	c.traceMu.Lock()
-	defer c.traceMu.Unlock()
+	c.x.traceMu.Lock()
+	defer c.x.traceMu.Unlock()
 	n, sent, err := c.write(p)
 	if sent > 0 {
 		c.emitLocked(TraceWrite, sent, nil)
@@ -205,7 +235,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 // to the kernel at once (the rest is queued).
 func (c *Conn) write(p []byte) (n, sent int, err error) {
 	c.mu.Lock()
-	if c.ending || c.closed {
+	if c.flags.has(fEnding) || c.flags.has(fDead) {
 		err := c.writeErrLocked()
 		c.mu.Unlock()
 		return 0, 0, err
@@ -215,14 +245,8 @@ func (c *Conn) write(p []byte) (n, sent int, err error) {
 		return 0, 0, nil
 	}
 	rest := p
-	if !c.flushing && (c.tw != nil || c.ep != nil) {
-		var n int
-		var err error
-		if c.ep != nil {
-			n, err = c.epTryWrite(rest)
-		} else {
-			n, err = c.tw.write(rest)
-		}
+	if !c.flags.has(fFlushing) {
+		n, err := c.t.tryWrite(rest)
 		if n > 0 {
 			c.bytesWritten.Add(int64(n))
 			c.touch()
@@ -241,17 +265,12 @@ func (c *Conn) write(p []byte) (n, sent int, err error) {
 	}
 	c.out = append(c.out, rest...)
 	if len(c.out) >= c.opt.highWaterMark() {
-		c.needDrain = true
-		c.backlogged.Store(true)
+		c.flags.set(fBacklogged)
 	}
-	if !c.flushing {
-		c.flushing = true
-		if c.ep != nil {
-			c.epQueuedLocked() // the loop flushes when the socket is writable
-		} else {
-			c.flushWG.Add(1)
-			go c.flush()
-		}
+	if !c.flags.has(fFlushing) {
+		c.flags.set(fFlushing)
+		c.queuedLocked()
+		c.t.startFlush()
 	}
 	c.mu.Unlock()
 	return len(p), sent, nil
@@ -265,18 +284,21 @@ func (c *Conn) WriteMessage(p []byte) error {
 		_, err := c.Write(p)
 		return err
 	}
-	c.msgMu.Lock()
-	defer c.msgMu.Unlock()
-	msg, err := c.opt.Framing.appendMessage(c.msgBuf[:0], p)
-	if err != nil {
-		return err
+	bp := msgBufs.Get().(*[]byte)
+	msg, err := c.opt.Framing.appendMessage((*bp)[:0], p)
+	if err == nil {
+		_, err = c.Write(msg) // one Write: messages never interleave
 	}
-	_, err = c.Write(msg)
 	if cap(msg) <= MaxReadBufferSize {
-		c.msgBuf = msg[:0]
+		*bp = msg[:0]
+		msgBufs.Put(bp)
 	}
 	return err
 }
+
+// msgBufs holds the buffers WriteMessage frames messages in: no
+// connection keeps one.
+var msgBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // WaitDrain blocks until the queued output is written, if NeedDrain
 // reports true, and returns at once otherwise: a producer outside the
@@ -284,19 +306,20 @@ func (c *Conn) WriteMessage(p []byte) error {
 // an error if the connection closes first or ctx is done.
 func (c *Conn) WaitDrain(ctx context.Context) error {
 	c.mu.Lock()
-	if c.closed {
+	if c.flags.has(fDead) {
 		err := c.writeErrLocked()
 		c.mu.Unlock()
 		return err
 	}
-	if !c.needDrain {
+	if !c.flags.has(fBacklogged) {
 		c.mu.Unlock()
 		return nil
 	}
-	if c.drained == nil {
-		c.drained = make(chan struct{})
+	x := c.extraLocked()
+	if x.drained == nil {
+		x.drained = make(chan struct{})
 	}
-	drained := c.drained
+	drained := x.drained
 	c.mu.Unlock()
 	select {
 	case <-drained:
@@ -305,7 +328,7 @@ func (c *Conn) WaitDrain(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.flags.has(fDead) {
 		return c.writeErrLocked()
 	}
 	return nil
@@ -316,12 +339,19 @@ func (c *Conn) writeErrLocked() error {
 	switch {
 	case c.err != nil:
 		return fmt.Errorf("%w: %w", ErrConnClosed, c.err)
-	case c.endedByPeer:
+	case c.flags.has(fEndedByPeer):
 		return errPeerEnded
-	case c.ending:
+	case c.flags.has(fEnding):
 		return ErrWriteAfterEnd
 	default:
 		return ErrConnClosed
+	}
+}
+
+func (c *Conn) wakeDrainWaitersLocked() {
+	if c.x != nil && c.x.drained != nil {
+		close(c.x.drained)
+		c.x.drained = nil
 	}
 }
 
@@ -330,16 +360,16 @@ func (c *Conn) writeErrLocked() error {
 func (c *Conn) Buffered() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.out) + c.inflight
+	return len(c.out)
 }
 
 // NeedDrain reports whether the queued output went over the high-water
 // mark and has not emptied since (Node's write() returning false). OnDrain
 // fires when it empties.
 func (c *Conn) NeedDrain() bool {
-	c.mu.Lock()
+	c.mu.Lock() // a Write in progress on another goroutine counts once it returns
 	defer c.mu.Unlock()
-	return c.needDrain
+	return c.flags.has(fBacklogged)
 }
 
 // End half-closes the connection: once everything queued has been written
@@ -348,25 +378,25 @@ func (c *Conn) NeedDrain() bool {
 // sees what the peer sends. End is idempotent.
 func (c *Conn) End() error {
 	c.mu.Lock()
-	if c.closed || c.ending {
+	if c.flags.has(fDead) || c.flags.has(fEnding) {
 		c.mu.Unlock()
 		return nil
 	}
-	c.ending = true
-	if c.flushing { // the flush sends the FIN when it is done
+	c.flags.set(fEnding)
+	if c.flags.has(fFlushing) { // the flush sends the FIN when it is done
 		c.endingWhileQueuedLocked()
 		c.mu.Unlock()
 		return nil
 	}
-	c.finSent = true
+	c.flags.set(fFinSent)
 	c.mu.Unlock()
 	c.sendFIN()
 	return nil
 }
 
 // Close tears the connection down at once, dropping queued output (Node's
-// destroy). OnClose follows from the connection's own goroutine. Close is
-// idempotent.
+// destroy). OnClose follows from the goroutine that delivers the
+// connection's events. Close is idempotent.
 func (c *Conn) Close() error {
 	c.closeWith(nil)
 	return nil
@@ -376,23 +406,16 @@ func (c *Conn) Close() error {
 // and TCP flow control slows the peer down.
 func (c *Conn) Pause() {
 	c.mu.Lock()
-	c.pausedLock = true
-	c.paused.Store(true)
+	c.flags.set(fPaused)
 	c.mu.Unlock()
 }
 
 // Resume undoes Pause.
 func (c *Conn) Resume() {
 	c.mu.Lock()
-	c.pausedLock = false
-	c.paused.Store(false)
-	if c.ep != nil {
-		c.mu.Unlock()
-		c.ep.l.post(task{kind: taskRead, c: c}) // input may be waiting, with no edge to come
-		return
-	}
-	c.cond.Broadcast()
+	c.flags.clear(fPaused)
 	c.mu.Unlock()
+	c.t.resume() // input may be waiting, with no event to come for it
 }
 
 // Offload runs f on a goroutine of its own with the connection paused,
@@ -411,211 +434,9 @@ func (c *Conn) Offload(f func()) {
 	}()
 }
 
-// flush writes the queued output, blocking, until none is left; then it
-// sends a pending FIN and fires OnDrain if it is due.
-func (c *Conn) flush() {
-	defer c.flushWG.Done()
-	c.mu.Lock()
-	for len(c.out) > 0 && !c.closed {
-		buf := c.out
-		c.out, c.spare = c.spare[:0], nil
-		c.inflight = len(buf)
-		c.mu.Unlock()
-		c.writeOut(buf)
-		c.mu.Lock()
-		c.inflight = 0
-		if cap(buf) <= MaxReadBufferSize { // keep a modest buffer for next time
-			c.spare = buf[:0]
-		}
-	}
-	c.flushing = false
-	drain := c.needDrain && !c.closed
-	c.needDrain = false
-	c.backlogged.Store(false)
-	c.cond.Broadcast() // a reader paused by the backlog may go on
-	c.wakeDrainWaitersLocked()
-	fin := c.ending && !c.finSent && !c.closed
-	if fin {
-		c.finSent = true
-	}
-	c.mu.Unlock()
-	if fin {
-		c.sendFIN()
-	}
-	if drain {
-		c.call(c.ev.OnDrain)
-	}
+// mustWait reports, without a lock, whether reading should stop for now:
+// the connection is paused, or its output is backlogged.
+func (c *Conn) mustWait() bool {
+	f := c.flags.v.Load()
+	return f&fPaused != 0 || f&fBacklogged != 0 && !c.opt.ReadDuringBacklog
 }
-
-// stallLimitLocked is how long queued output may make no progress before
-// the connection is cut: WriteTimeout, and once the connection is ending,
-// at most LingerTimeout, so that a FIN waiting behind output the peer
-// never takes cannot keep the connection open for ever. Zero means no
-// limit.
-func (c *Conn) stallLimitLocked() time.Duration {
-	d := c.opt.WriteTimeout
-	if c.ending {
-		if lt := c.opt.lingerTimeout(); d == 0 || lt < d {
-			d = lt
-		}
-	}
-	return d
-}
-
-// stallErrorLocked is the error of a connection cut because its output
-// made no progress for its stall limit d.
-func (c *Conn) stallErrorLocked(d time.Duration) error {
-	if c.ending && d != c.opt.WriteTimeout {
-		return fmt.Errorf("%w: the peer took none of the remaining output for %v", ErrEndTimeout, d)
-	}
-	return fmt.Errorf("%w: the peer took nothing for %v", ErrWriteTimeout, d)
-}
-
-// cutsOnClose reports whether err is one that cuts the connection: its
-// close resets it (see abortOnClose).
-func cutsOnClose(err error) bool {
-	return errors.Is(err, ErrWriteTimeout) || errors.Is(err, ErrEndTimeout)
-}
-
-// endingWhileQueuedLocked starts the stall limit of the output queued
-// when End is called, if WriteTimeout did not already.
-func (c *Conn) endingWhileQueuedLocked() {
-	if c.ep != nil {
-		c.epEndingLocked()
-		return
-	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.stallLimitLocked())) // the write in progress, if any
-}
-
-// writeOut writes buf, blocking, for flush. Under a stall limit (see
-// stallLimitLocked) it writes in chunks, each of which must make progress
-// within it: a peer that reads slowly but steadily is fine, one that
-// stopped reading is cut off.
-func (c *Conn) writeOut(buf []byte) {
-	for len(buf) > 0 {
-		c.mu.Lock()
-		limit := c.stallLimitLocked()
-		c.mu.Unlock()
-		chunk := buf
-		if limit > 0 {
-			chunk = buf[:min(len(buf), writeChunk)]
-			c.nc.SetWriteDeadline(time.Now().Add(limit))
-		}
-		n, err := c.nc.Write(chunk)
-		if n > 0 {
-			c.mu.Lock()
-			c.inflight -= n
-			c.mu.Unlock()
-			c.bytesWritten.Add(int64(n))
-			c.touch()
-			c.trace(TraceWrite, n, nil)
-		}
-		buf = buf[n:]
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if n > 0 { // progress, only slow: the next chunk gets its own deadline
-				continue
-			}
-			c.mu.Lock() // End may have set the deadline since limit was read
-			err = c.stallErrorLocked(c.stallLimitLocked())
-			c.mu.Unlock()
-		}
-		if err != nil {
-			c.closeWith(err)
-			return
-		}
-	}
-}
-
-// writeChunk is how much writeOut hands the kernel per deadline.
-const writeChunk = 64 << 10
-
-// sendFIN shuts down the write side. If the peer's FIN is already in, the
-// 4-way handshake is complete and the connection closes; otherwise it waits
-// for that FIN, at most the linger timeout.
-func (c *Conn) sendFIN() {
-	if c.ep != nil {
-		c.epSendFIN()
-		return
-	}
-	cw, ok := c.nc.(interface{ CloseWrite() error })
-	if !ok {
-		c.closeWith(nil)
-		return
-	}
-	if c.opt.Trace != nil {
-		c.traceMu.Lock() // the FIN and its trace line are one step, as for writes
-	}
-	err := cw.CloseWrite()
-	if c.opt.Trace != nil {
-		if err == nil {
-			c.emitLocked(TraceFIN, 0, nil)
-		}
-		c.traceMu.Unlock()
-	}
-	c.mu.Lock()
-	c.finDone = true
-	closeNow := err != nil || c.peerEnded // read with finDone set: peerFIN sees one or the other
-	if !closeNow && !c.closed {
-		c.linger = time.AfterFunc(c.opt.lingerTimeout(), func() { c.closeWith(nil) })
-	}
-	c.mu.Unlock()
-	if closeNow {
-		c.closeWith(nil)
-	}
-}
-
-// closeWith closes the connection, keeping err as its error unless an
-// earlier one is already kept. Only the first call does anything.
-func (c *Conn) closeWith(err error) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
-	c.closed = true
-	c.dead.Store(true)
-	if err != nil && c.err == nil {
-		c.err = err
-	}
-	c.wakeDrainWaitersLocked()
-	if c.ep != nil {
-		c.mu.Unlock()
-		c.ep.l.post(task{kind: taskClose, c: c}) // the loop owns the fd
-		return
-	}
-	c.cond.Broadcast()
-	c.mu.Unlock()
-	if cutsOnClose(err) {
-		abortOnClose(c.nc)
-	}
-	c.nc.Close()
-	close(c.closing)
-}
-
-// abortOnClose makes closing nc reset the connection (SO_LINGER 0) rather
-// than leave the kernel trying to deliver output the peer does not take.
-func abortOnClose(nc net.Conn) {
-	for nc != nil {
-		if tc, ok := nc.(interface{ SetLinger(int) error }); ok {
-			tc.SetLinger(0)
-			return
-		}
-		inner, ok := nc.(interface{ NetConn() net.Conn }) // TLS
-		if !ok {
-			return
-		}
-		nc = inner.NetConn()
-	}
-}
-
-func (c *Conn) wakeDrainWaitersLocked() {
-	if c.drained != nil {
-		close(c.drained)
-		c.drained = nil
-	}
-}
-
-// monoNow returns a monotonic clock reading in nanoseconds.
-func monoNow() int64 { return int64(time.Since(epoch)) }
-
-var epoch = time.Now()

@@ -449,3 +449,42 @@ func TestIdleTimeoutWhileNotReading(t *testing.T) {
 		}
 	})
 }
+
+// A callback that turns the idle timeout off turns it off, even when the
+// timeout came due while the callback ran: whether it fires is decided
+// between callbacks. (On the std engine the timer fires on a goroutine of
+// its own, and it used to decide during a slow OnConnect, then fire once
+// OnConnect had returned.)
+func TestIdleTimeoutOffInSlowCallback(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const idle = 20 * time.Millisecond
+		srvRec := newRecorder()
+		addr := startServer(t, &Server{
+			Engine:      e,
+			ConnOptions: ConnOptions{IdleTimeout: idle},
+			Events: srvRec.record(Events{
+				OnConnect: func(c *Conn) {
+					time.Sleep(5 * idle) // slow work: the timeout comes due meanwhile
+					c.SetTimeout(0)
+					c.Write([]byte("ready\n"))
+				},
+				OnData:    func(c *Conn, p []byte) { c.Write(p) },
+				OnTimeout: func(c *Conn) {},
+			}),
+		})
+		nc := rawDial(t, addr)
+		buf := make([]byte, 6)
+		if _, err := io.ReadFull(nc, buf); err != nil || string(buf) != "ready\n" {
+			t.Fatalf("read %q, %v; want the server's ready", buf, err)
+		}
+		if _, err := nc.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(nc, buf[:1]); err != nil || buf[0] != 'x' {
+			t.Fatalf("echo %q, %v; want %q", buf[:1], err, "x")
+		}
+		nc.CloseWrite()
+		srvRec.wait(t, "close false")
+		assertEvents(t, "server", srvRec.events(), []string{"connect", "data x", "end", "close false"})
+	})
+}

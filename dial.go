@@ -56,9 +56,8 @@ func (d *Dialer) Dial(ctx context.Context, network, address string, ev Events) (
 		nc = hc
 	}
 	opt := d.ConnOptions // the conn keeps its own copy: d may change later
-	c := newConn(nc, &ev, &opt)
-	c.dialTime = time.Since(start)
-	c.trace(TraceConnected, 0, nil) // before anything can be written
+	c := newStdConn(nc, &ev, &opt, nil)
+	c.traceConnected(time.Since(start)) // before anything can be written
 	go c.run()
-	return c, nil
+	return &c.Conn, nil
 }

@@ -43,4 +43,15 @@
 // owns. On Linux the default engine runs them on event loops that many
 // connections share, as Node.js does: a callback must not block, and
 // hands slow work off with Conn.Offload. See Engine.
+//
+// # Inside
+//
+// The lifecycle above is written once, for both engines: conn.go holds a
+// connection's state and methods, lifecycle.go what input, output, the
+// FINs and the close lead to, timeouts.go every timeout. Each engine
+// supplies, per connection, a transport (transport.go) for what truly
+// differs: how bytes move, how the FIN goes out, how its timer and
+// wakeups are scheduled, TCP_INFO, the close. The std engine is in
+// std_*.go, the epoll engine in epoll_*.go; docs/engines.md walks
+// through both.
 package tcpkit

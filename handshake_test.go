@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"regexp"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -125,6 +126,26 @@ func waitEntered(t *testing.T, entered <-chan string, want string) {
 	}
 }
 
+// waitEnteredAll is waitEntered for connections dialed together, whose
+// Handshakes run on goroutines of their own and so start in any order.
+func waitEnteredAll(t *testing.T, entered <-chan string, want ...string) {
+	t.Helper()
+	var got []string
+	timeout := time.After(waitTime)
+	for len(got) < len(want) {
+		select {
+		case addr := <-entered:
+			got = append(got, addr)
+		case <-timeout:
+			t.Fatalf("Handshake started on %q within %v, want %q", got, waitTime, want)
+		}
+	}
+	slices.Sort(got)
+	if w := slices.Sorted(slices.Values(want)); !slices.Equal(got, w) {
+		t.Fatalf("Handshake started on %q, want %q in any order", got, w)
+	}
+}
+
 // A Handshake that waits on a slow client holds up no other connection:
 // others are accepted, shaken and served meanwhile, and the slow one is
 // served once it goes on.
@@ -212,8 +233,7 @@ func TestShutdownGivesHandshakesAGrace(t *testing.T) {
 	}
 	addr := startServer(t, srv)
 	stalled, late := rawDial(t, addr), rawDial(t, addr)
-	waitEntered(t, entered, stalled.LocalAddr().String())
-	waitEntered(t, entered, late.LocalAddr().String())
+	waitEnteredAll(t, entered, stalled.LocalAddr().String(), late.LocalAddr().String())
 	if n := srv.Conns(); n != 2 {
 		t.Errorf("Conns() = %d in Handshake, want 2", n)
 	}

@@ -139,7 +139,11 @@ func echoOn(t *testing.T, fd int) {
 		t.Fatalf("write on fd %d: %v", fd, err)
 	}
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	if n, err := unix.Poll(pfd, int(waitTime/time.Millisecond)); n != 1 || err != nil {
+	n, err := unix.Poll(pfd, int(waitTime/time.Millisecond))
+	for err == unix.EINTR { // a signal (the Go scheduler's preemption) is no answer: wait on
+		n, err = unix.Poll(pfd, int(waitTime/time.Millisecond))
+	}
+	if n != 1 || err != nil {
 		t.Fatalf("no echo on fd %d within %v (%v)", fd, waitTime, err)
 	}
 	var b [1]byte

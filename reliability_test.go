@@ -533,3 +533,47 @@ func TestReadTimeoutDespiteWrites(t *testing.T) {
 		t.Logf("closed %v after connecting; %d ticks written, %d read by the client", closed.Round(time.Millisecond), ticks.Load(), n)
 	})
 }
+
+// A read timeout that passes while a callback runs closes the connection
+// once the callback has returned, not under it: what the callback writes
+// goes out, then the close (ErrReadTimeout), on both engines.
+func TestReadTimeoutWaitsForCallback(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const rt = 50 * time.Millisecond
+		rec := newRecorder()
+		wrote := make(chan error, 1)
+		errs := make(chan error, 1)
+		addr := startServer(t, &Server{
+			Engine:      e,
+			ConnOptions: ConnOptions{ReadTimeout: rt},
+			Events: rec.record(Events{
+				OnData: func(c *Conn, p []byte) {
+					time.Sleep(3 * rt) // slow work: the read timeout passes meanwhile
+					_, err := c.Write([]byte("reply"))
+					wrote <- err
+				},
+				OnError: func(c *Conn, err error) { errs <- err },
+			}),
+		})
+		nc := rawDial(t, addr)
+		if _, err := nc.Write([]byte("request")); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := io.ReadAll(nc); string(got) != "reply" || err != nil {
+			t.Errorf("client read %q, %v; want the reply, then the server's FIN", got, err)
+		}
+		if err := <-wrote; err != nil {
+			t.Errorf("Write in the slow callback: %v, want none", err)
+		}
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrReadTimeout) {
+				t.Errorf("OnError got %v, want ErrReadTimeout", err)
+			}
+		case <-time.After(waitTime):
+			t.Fatal("no OnError")
+		}
+		rec.wait(t, "close true")
+		assertEvents(t, "server", rec.events(), []string{"connect", "data request", "error", "close true"})
+	})
+}

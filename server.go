@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -65,9 +64,11 @@ type Server struct {
 
 	inShutdown atomic.Bool
 
+	open atomic.Int64 // connections served and not yet closed, on every engine
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[*Conn]struct{}
+	conns     map[*Conn]struct{}    // the std engine's; the epoll engine's are in its loops
 	shaking   map[net.Conn]struct{} // accepted, in Handshake
 	perIP     map[netip.Addr]int    // open connections by client address, kept when MaxConnsPerIP > 0
 	drained   chan struct{}         // closed when conns empties during Shutdown
@@ -104,116 +105,25 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.serveStd(ln)
 }
 
-// serveStd is Serve on the standard engine: a goroutine per connection.
-func (s *Server) serveStd(ln net.Listener) error {
-	if !s.trackListener(ln) {
-		ln.Close()
-		return ErrServerClosed
-	}
-	defer s.untrackListener(ln)
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.inShutdown.Load() {
-				return ErrServerClosed
-			}
-			if !retryAccept(err) {
-				return err
-			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		if s.Handshake == nil {
-			s.serveConn(nc, false)
-			continue
-		}
-		if !s.trackShaking(nc, true) {
-			nc.Close()
-			continue
-		}
-		go func() {
-			hc, err := s.Handshake(nc)
-			if err != nil {
-				// Told before the connection stops counting as open, so
-				// that a Shutdown waiting for it returns after OnReject:
-				// serve's "rejected" line comes before its last. Not told
-				// when Close cut it: that was not the peer's doing.
-				nc.Close()
-				if s.isShaking(nc) {
-					s.reject(nc.RemoteAddr(), err)
-				}
-				s.trackShaking(nc, false)
-				return
-			}
-			if !s.trackShaking(nc, false) { // Close cut it
-				nc.Close()
-				hc.Close()
-				return
-			}
-			// Accepted before any Shutdown: served even during one, as a
-			// balancer may have passed on a request already.
-			s.serveConn(hc, true)
-		}()
-	}
-}
-
-// serveConn serves an accepted connection, or closes it at once if a
-// limit says no. A connection accepted before a Shutdown (accepted) is
-// served during it too, and then ended gracefully.
-func (s *Server) serveConn(nc net.Conn, accepted bool) {
-	c := newConn(nc, &s.Events, &s.ConnOptions)
-	if err := s.trackConn(c, accepted); err != nil {
-		nc.Close()
-		if err != ErrServerClosed {
-			s.reject(nc.RemoteAddr(), err)
-		}
-		return
-	}
-	c.trace(TraceConnected, 0, nil)
-	go c.run()
-	if s.inShutdown.Load() {
-		go s.endGracefully(c)
-	}
-}
-
-// FirstMessageGrace is how long Shutdown lets a connection that has not
-// sent anything yet deliver its first message (and get its reply) before
-// ending it: a client, or a balancer, may have sent a request that is
-// still on its way.
+// FirstMessageGrace is how long Shutdown lets a connection none of whose
+// messages has been handled yet deliver its first one (and get its reply)
+// before ending it: a client, or a balancer, may have sent a request that
+// is still on its way, or still arriving.
 const FirstMessageGrace = time.Second
-
-// endGracefully ends c for Shutdown: once the callback it is in returns,
-// or, if it has received nothing yet, once its first message has been
-// handled or FirstMessageGrace has passed.
-func (s *Server) endGracefully(c *Conn) {
-	if c.ep != nil {
-		c.ep.l.post(task{kind: taskShutdown, c: c}) // the loop runs between callbacks
-		return
-	}
-	if c.BytesRead() == 0 {
-		t := time.NewTimer(FirstMessageGrace)
-		select {
-		case <-c.firstData:
-		case <-c.done:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-	c.evMu.Lock() // between callbacks, so a reply in progress goes out first
-	// What arrives from now on is read and dropped, not delivered: no
-	// request is taken that can no longer be answered.
-	c.dropInput.Store(true)
-	c.End()
-	c.evMu.Unlock()
-}
 
 func (s *Server) reject(remote net.Addr, err error) {
 	if s.OnReject != nil {
 		s.OnReject(remote, err)
 	}
+}
+
+// isShaking reports whether nc is still in Handshake: Close has not cut
+// it.
+func (s *Server) isShaking(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.shaking[nc]
+	return ok
 }
 
 // trackShaking adds nc to, or removes it from, the connections in
@@ -238,33 +148,12 @@ func (s *Server) trackShaking(nc net.Conn, add bool) bool {
 	return true
 }
 
-// isShaking reports whether nc is still in Handshake: Close has not cut
-// it.
-func (s *Server) isShaking(nc net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.shaking[nc]
-	return ok
-}
-
-// retryAccept reports whether an Accept error passes with time: the
-// process or system is out of descriptors or memory, or a client gave up
-// while queued.
-func retryAccept(err error) bool {
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
 // Conns returns the number of open connections: served, or accepted and
 // still in Handshake.
 func (s *Server) Conns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns) + len(s.shaking)
+	return int(s.open.Load()) + len(s.shaking)
 }
 
 // Close stops accepting and closes every connection at once, as
@@ -285,7 +174,7 @@ func (s *Server) Close() error {
 // that is read and dropped rather than delivered to OnData: every message
 // OnData received could be answered. A connection still in Handshake (a
 // TLS handshake, a PROXY header) gets FirstMessageGrace to finish it, as
-// one that has sent nothing yet gets to send its first message, and is
+// one that has had no message handled yet gets to send its first, and is
 // closed after that. It returns when all connections have closed, or with
 // ctx's error when ctx is done first; call Close then to cut the rest. Do
 // not call it from a callback: it waits for callbacks to return.
@@ -293,7 +182,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
 	lnErr := s.closeListeners(false)
 	for _, c := range s.connList() {
-		go s.endGracefully(c)
+		c.t.shutdown()
 	}
 	cut := time.AfterFunc(FirstMessageGrace, func() {
 		s.mu.Lock()
@@ -302,7 +191,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	defer cut.Stop()
 	s.mu.Lock()
-	if len(s.conns) == 0 && len(s.shaking) == 0 {
+	if s.open.Load() == 0 && len(s.shaking) == 0 {
 		s.mu.Unlock()
 		s.waitLoops()
 		return lnErr
@@ -373,20 +262,36 @@ func (s *Server) closeHandshakesLocked() {
 	s.checkDrainedLocked()
 }
 
-// trackConn registers c, or says why it may not be served. During a
-// shutdown only connections accepted before it are.
+// trackConn counts c in, or says why it may not be served. During a
+// shutdown only connections accepted before it are. A connection of the
+// std engine (std) goes into s.conns; the epoll engine's loops keep
+// theirs, and put it there before they call trackConn, so that Close,
+// which sets inShutdown before it looks, either finds it or has it
+// refused here. Without a per-IP limit, the epoll engine's connections
+// take no lock of the server's.
 func (s *Server) trackConn(c *Conn, accepted bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	_, std := c.t.(*stdConn)
+	if std || s.MaxConnsPerIP > 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
 	if s.inShutdown.Load() && !accepted {
 		return ErrServerClosed
 	}
-	if s.MaxConns > 0 && len(s.conns) >= s.MaxConns {
-		return ErrTooManyConns
+	for {
+		n := s.open.Load()
+		if s.MaxConns > 0 && n >= int64(s.MaxConns) {
+			return ErrTooManyConns
+		}
+		if s.open.CompareAndSwap(n, n+1) {
+			break
+		}
 	}
 	if s.MaxConnsPerIP > 0 {
 		ip := remoteIP(c)
 		if s.perIP[ip] >= s.MaxConnsPerIP {
+			s.open.Add(-1)
+			s.checkDrainedLocked()
 			return ErrTooManyConnsFromIP
 		}
 		if s.perIP == nil {
@@ -394,17 +299,21 @@ func (s *Server) trackConn(c *Conn, accepted bool) error {
 		}
 		s.perIP[ip]++
 	}
-	if s.conns == nil {
-		s.conns = make(map[*Conn]struct{})
+	if std {
+		if s.conns == nil {
+			s.conns = make(map[*Conn]struct{})
+		}
+		s.conns[c] = struct{}{}
 	}
-	s.conns[c] = struct{}{}
-	c.onDone = s.untrackConn
 	return nil
 }
 
 // remoteIP returns the client's IP address, IPv4-mapped IPv6 unmapped, or
 // the zero Addr for a non-IP (Unix socket) peer, which then counts as one.
 func remoteIP(c *Conn) netip.Addr {
+	if a, ok := c.t.(interface{ remoteIP() netip.Addr }); ok {
+		return a.remoteIP().Unmap()
+	}
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
 			return ip.Unmap()
@@ -413,34 +322,53 @@ func remoteIP(c *Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-func (s *Server) untrackConn(c *Conn) {
+// releaseIP gives back c's place under MaxConnsPerIP, as soon as it
+// closed: before OnClose, so that a client told of the close may connect
+// again at once.
+func (s *Server) releaseIP(c *Conn) {
+	if s.MaxConnsPerIP == 0 {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.conns, c)
-	if s.MaxConnsPerIP > 0 {
-		ip := remoteIP(c)
-		if s.perIP[ip]--; s.perIP[ip] <= 0 {
-			delete(s.perIP, ip)
-		}
+	ip := remoteIP(c)
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
 	}
-	s.checkDrainedLocked()
+}
+
+// untrackConn counts c out, once its close has been reported: Shutdown
+// returns after the last OnClose.
+func (s *Server) untrackConn(c *Conn) {
+	_, std := c.t.(*stdConn)
+	if std {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}
+	if s.open.Add(-1) == 0 {
+		s.mu.Lock()
+		s.checkDrainedLocked()
+		s.mu.Unlock()
+	}
 }
 
 // checkDrainedLocked tells Shutdown when no connection is left, served
 // or in Handshake.
 func (s *Server) checkDrainedLocked() {
-	if len(s.conns) == 0 && len(s.shaking) == 0 && s.drained != nil {
+	if s.open.Load() == 0 && len(s.shaking) == 0 && s.drained != nil {
 		close(s.drained)
 		s.drained = nil
 	}
 }
 
+// connList returns the open connections, of every engine.
 func (s *Server) connList() []*Conn {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	list := make([]*Conn, 0, len(s.conns))
+	list := make([]*Conn, 0, s.open.Load())
 	for c := range s.conns {
 		list = append(list, c)
 	}
-	return list
+	s.mu.Unlock()
+	return s.appendEpConns(list)
 }

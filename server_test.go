@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -221,30 +220,90 @@ func TestConnLimits(t *testing.T) {
 	})
 }
 
-// Close right after Serve started, on each engine, many times: Serve
-// returns every time. On the epoll engine a Close between the listener's
-// registration and the loops being told of it used to leave Serve waiting
-// for ever for loops that had exited.
-func TestCloseRightAfterServe(t *testing.T) {
+// Close right after Serve starts, before or while Serve sets up: Serve
+// returns ErrServerClosed, every time, on every engine. (On epoll, a
+// Close between Serve registering its listener and handing it to the
+// loops once let the loops exit without it, and Serve waited for ever.)
+func TestCloseWhileServeStarts(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e Engine) {
-		for range 300 {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+		for i := range 200 {
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
 			}
 			srv := &Server{Engine: e, Loops: 2}
 			served := make(chan error, 1)
-			go func() { served <- srv.Serve(ln) }()
-			runtime.Gosched()
+			started := make(chan struct{})
+			go func() {
+				close(started)
+				served <- srv.Serve(ln)
+			}()
+			<-started
 			srv.Close()
 			select {
 			case err := <-served:
-				if err != ErrServerClosed {
-					t.Fatalf("Serve: %v, want ErrServerClosed", err)
+				if !errors.Is(err, ErrServerClosed) {
+					t.Fatalf("round %d: Serve returned %v, want ErrServerClosed", i, err)
 				}
 			case <-time.After(waitTime):
-				t.Fatalf("Serve did not return within %v of Close", waitTime)
+				t.Fatalf("round %d: Serve still running %v after Close", i, waitTime)
 			}
 		}
 	})
+}
+
+// A client told of a close may connect again at once: a connection's
+// place under MaxConnsPerIP is given back before its OnClose runs. Here
+// the first connection's OnClose (on the std engine, its own goroutine)
+// connects again from the same address and waits to see the new
+// connection served or refused.
+func TestPerIPPlaceFreeInOnClose(t *testing.T) {
+	rj := newRejections()
+	connected := make(chan struct{}, 2)
+	result := make(chan string, 1)
+	var second net.Conn
+	addrs := make(chan string, 1)
+	var once sync.Once
+	srv := &Server{
+		Engine:        EngineStd,
+		MaxConnsPerIP: 1,
+		OnReject:      rj.onReject,
+		Events: Events{
+			OnConnect: func(c *Conn) { connected <- struct{}{} },
+			OnClose: func(c *Conn, hadError bool) {
+				once.Do(func() {
+					nc, err := net.DialTimeout("tcp4", <-addrs, waitTime)
+					if err != nil {
+						result <- "dial: " + err.Error()
+						return
+					}
+					second = nc
+					select {
+					case <-connected:
+						result <- "served"
+					case rj := <-rj.ch:
+						result <- "refused: " + rj.err.Error()
+					case <-time.After(waitTime):
+						result <- "neither served nor refused"
+					}
+				})
+			},
+		},
+	}
+	addr := startServer(t, srv)
+	addrs <- addr
+	first := rawDial(t, addr)
+	<-connected
+	first.Close()
+	select {
+	case got := <-result:
+		if got != "served" {
+			t.Errorf("a connection from the same address, made in the first one's OnClose: %s; want it served", got)
+		}
+	case <-time.After(2 * waitTime):
+		t.Fatal("OnClose did not report")
+	}
+	if second != nil {
+		second.Close()
+	}
 }

@@ -1,7 +1,6 @@
 package tcpkit
 
 import (
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -11,7 +10,12 @@ import (
 
 // tcpInfo reads TCP_INFO from the connection's socket, or returns nil.
 func (c *Conn) tcpInfo() *TCPInfo {
-	ti := c.rawTCPInfo()
+	var ti *unix.TCPInfo
+	c.t.control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			ti = info
+		}
+	})
 	if ti == nil {
 		return nil
 	}
@@ -24,26 +28,4 @@ func (c *Conn) tcpInfo() *TCPInfo {
 		BytesAcked:    ti.Bytes_acked,
 		BytesReceived: ti.Bytes_received,
 	}
-}
-
-func (c *Conn) rawTCPInfo() *unix.TCPInfo {
-	if c.ep != nil {
-		return c.epTCPInfo()
-	}
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	var ti *unix.TCPInfo
-	var gerr error
-	if err := raw.Control(func(fd uintptr) {
-		ti, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); err != nil || gerr != nil {
-		return nil
-	}
-	return ti
 }

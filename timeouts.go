@@ -2,158 +2,195 @@ package tcpkit
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
-// The idle timeout (Node's setTimeout: nothing read or written) and the
-// read timeout (nothing read) share the socket's read deadline, set to the
-// earlier of the two. Activity does not move the deadline, which would
-// cost a system call per read or write: when it passes, deadlinePassed
-// looks at the last activity and either acts or sets the deadline again.
+// Every timeout of a connection, for every engine: the idle timeout
+// (Node's setTimeout: nothing read or written), the read timeout (nothing
+// read, while reading), the stall limit of queued output (WriteTimeout,
+// and LingerTimeout once ending), the linger after our FIN, and
+// Shutdown's first-message grace. The engine keeps one timer per
+// connection (transport.schedule) and calls expire when it is due.
+// Activity does not move the timer, which would cost a heap operation
+// or a system call per read or write: expire looks at the last activity
+// and either acts or schedules the next time to look.
 
 // SetTimeout sets the idle timeout of this connection, overriding
 // ConnOptions.IdleTimeout; zero turns it off. The idle period restarts now.
 func (c *Conn) SetTimeout(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := monoNow()
 	c.timeout.Store(int64(d))
-	c.lastActive.Store(monoNow())
-	c.timerArmed.Store(d > 0)
-	c.armLocked(monoNow())
+	c.lastActive.Store(now)
+	if d > 0 {
+		c.flags.set(fTimerArmed)
+	} else {
+		c.flags.clear(fTimerArmed)
+	}
+	if d > 0 {
+		c.t.schedule(now + int64(d))
+	}
 }
 
 // touch records activity for the idle timeout, and re-arms it if it fired.
 func (c *Conn) touch() {
-	if c.timeout.Load() == 0 {
+	d := c.timeout.Load()
+	if d == 0 {
 		return
 	}
-	c.lastActive.Store(monoNow())
-	if c.timerArmed.CompareAndSwap(false, true) {
-		// Only after a timeout fired: re-arm so the next idle period
-		// counts. Asynchronously, since touch may run under c.mu.
-		if c.ep != nil {
-			c.ep.l.schedule(c, c.lastActive.Load()+c.timeout.Load())
-			return
-		}
-		go c.rearm()
-	}
-}
-
-func (c *Conn) rearm() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.closed {
-		c.armLocked(monoNow())
-	}
-}
-
-// armLocked sets the read deadline to the earliest timeout still to come,
-// or clears it.
-func (c *Conn) armLocked(now int64) {
-	if c.ep != nil { // the loop's timers look at the rest when this is due
-		if d := c.timeout.Load(); d > 0 {
-			c.ep.l.schedule(c, now+d)
-		}
-		return
-	}
-	next := int64(-1)
-	if rt := c.opt.ReadTimeout; rt > 0 {
-		next = c.lastRead.Load() + int64(rt)
-	}
-	if d := c.timeout.Load(); d > 0 && c.timerArmed.Load() {
-		if due := c.lastActive.Load() + d; next < 0 || due < next {
-			next = due
-		}
-	}
-	if next < 0 {
-		c.nc.SetReadDeadline(time.Time{})
-		return
-	}
-	c.nc.SetReadDeadline(time.Now().Add(time.Duration(next - now)))
-}
-
-// deadlinePassed runs when the read deadline passes. It closes the
-// connection if nothing was read for ReadTimeout, fires OnTimeout if it
-// was idle for its idle timeout, and sets the next deadline. It reports
-// whether to read on.
-func (c *Conn) deadlinePassed() bool {
 	now := monoNow()
-	if rt := c.opt.ReadTimeout; rt > 0 && now-c.lastRead.Load() >= int64(rt) {
-		c.closeWith(fmt.Errorf("%w: nothing received for %v", ErrReadTimeout, rt))
-		return false
+	c.lastActive.Store(now)
+	if !c.flags.has(fTimerArmed) && c.flags.setIf(fTimerArmed) {
+		c.t.schedule(now + d) // only after a timeout fired: the next idle period counts
+	}
+}
+
+// reading reports whether the connection is reading, so that the read
+// timeout runs: not paused or backlogged, and the peer's FIN not in.
+func (c *Conn) readingLocked() bool { return !c.flags.has(fPeerEnded) && !c.mustWait() }
+
+// expire acts on the timeouts that are due at now, then schedules the
+// next look.
+func (c *Conn) expire(now int64) {
+	if c.flags.has(fDead) {
+		return
 	}
 	c.mu.Lock()
-	fire := c.idleDueLocked(now)
-	c.armLocked(now)
-	c.mu.Unlock()
-	if fire {
-		c.timedOut()
+	lingered := c.flags.has(fFinDone) && !c.flags.has(fPeerEnded) && now-c.mark >= int64(c.opt.lingerTimeout())
+	var stalled error
+	if limit := c.stallLimitLocked(); c.flags.has(fFlushing) && limit > 0 && now-c.mark >= int64(limit) {
+		stalled = c.stallErrorLocked(limit)
 	}
-	return true
+	rt := c.opt.ReadTimeout
+	readTimedOut := rt > 0 && c.readingLocked() && now-c.lastRead.Load() >= int64(rt)
+	graceOver := c.x != nil && c.x.grace > 0 && now >= c.x.grace
+	if graceOver {
+		c.x.grace = 0
+	}
+	c.mu.Unlock()
+	switch {
+	case lingered:
+		c.closeWith(nil)
+		return
+	case stalled != nil:
+		c.closeWith(stalled)
+		return
+	case readTimedOut && c.readTimeout(rt):
+		return
+	}
+	if graceOver && c.flags.take(fEndOnFirst) {
+		c.endNow()
+	}
+	if d := c.timeout.Load(); d > 0 && c.flags.has(fTimerArmed) && now-c.lastActive.Load() >= d {
+		c.idleTimeout()
+	}
+	c.rearm(monoNow())
+}
+
+// readTimeout closes the connection if nothing has been read for rt
+// while it was reading, and reports whether it did. Like the idle
+// timeout it decides between callbacks: a callback running when the
+// timer fired may have paused the connection, or be about to return to
+// reading, and the engines read again only once it returns.
+func (c *Conn) readTimeout(rt time.Duration) bool {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	c.mu.Lock()
+	due := c.readingLocked() && monoNow()-c.lastRead.Load() >= int64(rt)
+	c.mu.Unlock()
+	if due {
+		c.closeWith(fmt.Errorf("%w: nothing received for %v", ErrReadTimeout, rt))
+	}
+	return due
+}
+
+// idleTimeout fires the idle timeout if it is still due. It decides
+// between callbacks, under evMu, so that a callback running when the
+// timer fired (OnConnect turning the timeout off, OnData's activity) is
+// seen: the std engine's timer fires on a goroutine of its own.
+func (c *Conn) idleTimeout() {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	c.mu.Lock()
+	fire := !c.flags.has(fDead) && c.idleDueLocked(monoNow())
+	c.mu.Unlock()
+	if !fire {
+		return
+	}
+	c.trace(TraceTimeout, 0, nil)
+	if c.ev.OnTimeout == nil {
+		c.End()
+		return
+	}
+	defer c.recoverPanic()
+	c.ev.OnTimeout(c)
+}
+
+// rearm schedules the earliest timeout still to come, if any.
+func (c *Conn) rearm(now int64) {
+	if c.flags.has(fDead) {
+		return
+	}
+	next := int64(math.MaxInt64)
+	c.mu.Lock()
+	if c.flags.has(fFinDone) && !c.flags.has(fPeerEnded) {
+		next = min(next, c.mark+int64(c.opt.lingerTimeout()))
+	}
+	if limit := c.stallLimitLocked(); c.flags.has(fFlushing) && limit > 0 {
+		next = min(next, c.mark+int64(limit))
+	}
+	if d := c.timeout.Load(); d > 0 && c.flags.has(fTimerArmed) {
+		next = min(next, c.lastActive.Load()+d)
+	}
+	if rt := c.opt.ReadTimeout; rt > 0 && c.readingLocked() {
+		next = min(next, c.lastRead.Load()+int64(rt))
+	}
+	if c.x != nil && c.x.grace > 0 {
+		next = min(next, c.x.grace)
+	}
+	c.mu.Unlock()
+	if next != math.MaxInt64 {
+		c.t.schedule(max(next, now))
+	}
 }
 
 // idleDueLocked reports whether the idle timeout is due, and disarms it
 // if so: it fires once per idle period.
 func (c *Conn) idleDueLocked(now int64) bool {
-	if d := c.timeout.Load(); d > 0 && c.timerArmed.Load() && now-c.lastActive.Load() >= d {
-		c.timerArmed.Store(false) // touch re-arms on the next activity
+	if d := c.timeout.Load(); d > 0 && c.flags.has(fTimerArmed) && now-c.lastActive.Load() >= d {
+		c.flags.clear(fTimerArmed) // touch re-arms on the next activity
 		return true
 	}
 	return false
 }
 
-func (c *Conn) timedOut() {
-	c.trace(TraceTimeout, 0, nil)
-	if c.ev.OnTimeout == nil {
-		c.End()
-	} else {
-		c.call(c.ev.OnTimeout)
+// stallLimitLocked is how long queued output may make no progress before
+// the connection is cut: WriteTimeout, and once the connection is ending,
+// at most LingerTimeout, so that a FIN waiting behind output the peer
+// never takes cannot keep the connection open for ever. Zero means no
+// limit.
+func (c *Conn) stallLimitLocked() time.Duration {
+	d := c.opt.WriteTimeout
+	if c.flags.has(fEnding) {
+		if lt := c.opt.lingerTimeout(); d == 0 || lt < d {
+			d = lt
+		}
 	}
+	return d
 }
 
-// While the connection does not read (paused, backlogged, or half-open
-// after the peer's FIN) no read deadline can pass, so a timer drives the
-// idle timeout instead. The read timeout does not run then: nothing can
-// be read, through no fault of the peer's.
-
-// idleTimerStart starts that timer, if an idle timeout is set.
-func (c *Conn) idleTimerStart() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.timeout.Load() > 0 && !c.closed && c.idleTimer == nil {
-		c.idleTimer = time.AfterFunc(c.untilIdleLocked(monoNow()), c.idleTimerFired)
+// stallErrorLocked is the error of a connection cut because its output
+// made no progress for its stall limit d.
+func (c *Conn) stallErrorLocked(d time.Duration) error {
+	if c.flags.has(fEnding) && d != c.opt.WriteTimeout {
+		return fmt.Errorf("%w: the peer took none of the remaining output for %v", ErrEndTimeout, d)
 	}
+	return fmt.Errorf("%w: the peer took nothing for %v", ErrWriteTimeout, d)
 }
 
-// idleTimerStop stops it, when reading resumes or the connection closed.
-func (c *Conn) idleTimerStop() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.idleTimer != nil {
-		c.idleTimer.Stop()
-		c.idleTimer = nil
-	}
-}
+// monoNow returns a monotonic clock reading in nanoseconds.
+func monoNow() int64 { return int64(time.Since(epoch)) }
 
-func (c *Conn) idleTimerFired() {
-	c.mu.Lock()
-	now := monoNow()
-	fire := c.idleTimer != nil && c.idleDueLocked(now)
-	if c.idleTimer != nil && !c.closed {
-		c.idleTimer.Reset(c.untilIdleLocked(now))
-	}
-	c.mu.Unlock()
-	if fire {
-		c.timedOut()
-	}
-}
-
-// untilIdleLocked is how long until the idle timeout is due; after it
-// fired, one period, to look again for activity that re-armed it.
-func (c *Conn) untilIdleLocked(now int64) time.Duration {
-	d := time.Duration(c.timeout.Load())
-	if !c.timerArmed.Load() {
-		return d
-	}
-	return max(time.Duration(c.lastActive.Load()+int64(d)-now), time.Millisecond)
-}
+var epoch = time.Now()

@@ -74,22 +74,30 @@ type TCPInfo struct {
 // the paths where the event happens; the nil check is all it costs when
 // tracing is off.
 func (c *Conn) trace(kind TraceKind, n int, err error) {
-	if c.opt.Trace == nil {
+	if !c.flags.has(fTraced) {
 		return
 	}
-	c.traceMu.Lock()
-	defer c.traceMu.Unlock()
+	c.x.traceMu.Lock()
+	defer c.x.traceMu.Unlock()
 	c.emitLocked(kind, n, err)
 }
 
 // emitLocked reports an event to ConnOptions.Trace; c.traceMu is held.
 func (c *Conn) emitLocked(kind TraceKind, n int, err error) {
 	ev := TraceEvent{Kind: kind, Conn: c, Time: time.Now(), Bytes: n, Err: err}
-	if kind == TraceConnected {
-		ev.Duration = c.dialTime
-	}
 	ev.Info = c.tcpInfo()
 	c.opt.Trace(ev)
+}
+
+// traceConnected reports TraceConnected, with how long connecting took
+// for a dialed connection (d; zero for an accepted one).
+func (c *Conn) traceConnected(d time.Duration) {
+	if !c.flags.has(fTraced) {
+		return
+	}
+	c.x.traceMu.Lock()
+	defer c.x.traceMu.Unlock()
+	c.opt.Trace(TraceEvent{Kind: TraceConnected, Conn: c, Time: time.Now(), Duration: d, Info: c.tcpInfo()})
 }
 
 // traceFailure reports the error that broke the connection as a reset or

@@ -92,8 +92,17 @@ type docProc struct {
 // start starts c and returns it running.
 func (r *docRun) start(c *docCmd, b docBlock, norm docNormalizer) *docProc {
 	r.t.Helper()
+	return r.startWith(c, b, norm, nil)
+}
+
+// startWith is start with stdin as the command's standard input; nil is
+// /dev/null: not a pipe, so connect keeps the seed's mode.
+func (r *docRun) startWith(c *docCmd, b docBlock, norm docNormalizer, stdin *os.File) *docProc {
+	r.t.Helper()
 	cmd := r.net.command(c.line, r.env)
-	cmd.Stdin = nil // /dev/null: not a pipe, so connect keeps the seed's mode
+	if stdin != nil {
+		cmd.Stdin = stdin
+	}
 	outR, err := cmd.StdoutPipe()
 	if err != nil {
 		r.t.Fatal(err)
@@ -209,6 +218,7 @@ func (r *docRun) server(id string, n int) *docProc {
 
 // startBlock starts the one command of block id, which runs on by itself
 // (a serve - waiting for its client), and waits for its first n lines.
+// Its standard input is a terminal nobody types into: open, and silent.
 // finish waits for it to end, and checks it.
 func (r *docRun) startBlock(id string, n int) *docProc {
 	r.t.Helper()
@@ -217,7 +227,13 @@ func (r *docRun) startBlock(id string, n int) *docProc {
 	if len(cmds) != 1 {
 		r.t.Fatalf("%s: example %s is not one command", b.where(), id)
 	}
-	dp := r.start(cmds[0], b, newDocNormalizer(cmds))
+	tty, typed, err := os.Pipe()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { typed.Close() })
+	dp := r.startWith(cmds[0], b, newDocNormalizer(cmds), tty)
+	tty.Close()
 	dp.waitLines(r.t, n)
 	return dp
 }

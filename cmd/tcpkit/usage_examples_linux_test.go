@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -87,7 +88,15 @@ var usageRunners = map[string]func(r *docRun, line string){
 	},
 
 	"tcpkit serve --port 7000 - > received.bin": func(r *docRun, line string) {
-		srv := r.start(&docCmd{line: line}, docBlock{file: "(-h example)"}, docNormalizer{})
+		// Its standard input is a terminal nobody types into: open, so
+		// that it sends no FIN before the file has come.
+		tty, typed, err := os.Pipe()
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		defer typed.Close()
+		srv := r.startWith(&docCmd{line: line}, docBlock{file: "(-h example)"}, docNormalizer{}, tty)
+		tty.Close()
 		srv.waitLines(r.t, 1) // its listening line, on stderr
 		r.run("printf 'a file\\n' | tcpkit connect 7000 -")
 		if code := srv.p.wait(r.t, waitFor); code != exitOK {

@@ -44,9 +44,10 @@ func EpollPoll(epfd int, events []unix.EpollEvent) (int, syscall.Errno) {
 	return int(n), 0
 }
 
-// EpollCtl is epoll_ctl(2) for fd, with the fd as the event's data.
-func EpollCtl(epfd, op, fd int, events uint32) syscall.Errno {
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+// EpollCtl is epoll_ctl(2) for fd. The event's data is the fd and tag
+// (EpollEvent's Fd and Pad), for the caller to tell its fds apart by.
+func EpollCtl(epfd, op, fd int, events uint32, tag int32) syscall.Errno {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: tag}
 	_, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
 	return e
 }

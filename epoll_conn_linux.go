@@ -1,0 +1,317 @@
+package tcpkit
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"tcpkit/internal/rawsys"
+)
+
+// The epoll engine's transport: a connection's fd on its loop. The loop
+// reads it and flushes its queue; other goroutines write to it inline
+// under Conn.mu and post to the loop what only the loop may do.
+
+// epConn is a Conn served by the epoll engine. An idle one owns no
+// buffer and no goroutine.
+type epConn struct {
+	Conn
+	l     *loop
+	ln    *epListener
+	raddr netip.Addr // the peer's address (and rport its port), as accept gave it
+	due   int64      // when the loop looks at this connection's timers next; under loop.mu
+	held  []byte     // an unfinished framed message, and messages a pause held back; the loop's
+	fd    int32      // -1 once the loop closed it; under Conn.mu for other goroutines
+	hidx  int32      // index in the loop's timer heap, -1 when not in it; under loop.mu
+	slot  int32      // index in the loop's table; under loop.mu
+	rport uint16
+
+	// Owned by the loop.
+	hup     bool // epoll reported the peer's FIN or an error
+	waiting bool // reading stopped (paused, backlogged) with input maybe pending
+}
+
+func newEpConn(l *loop, fd int, raddr netip.AddrPort, el *epListener) *epConn {
+	c := &epConn{l: l, ln: el, raddr: raddr.Addr(), rport: raddr.Port(), fd: int32(fd), hidx: -1}
+	c.init(c, &l.s.Events, &l.s.ConnOptions, l.s)
+	return c
+}
+
+// released reports whether the loop closed the fd.
+func (c *epConn) released() bool { return c.fd < 0 }
+
+// read reads what the peer sent and delivers it, until a short read says
+// the socket is empty (the edge is consumed), or until the connection
+// must stop reading (paused, backlogged: the next Resume or drain reads
+// again). Once the peer's FIN was reported, a short read is not the end:
+// the FIN's edge came already, so it reads on to EOF.
+func (l *loop) read(c *epConn) {
+	if c.flags.has(fPeerEnded | fDead) { // the peer's FIN was read: nothing more to read
+		return
+	}
+	if len(c.held) > 0 && !c.mustWait() && !c.deliverHeld(nil) { // messages a pause held back
+		c.waiting = c.mustWait()
+		return
+	}
+	for i := 0; ; i++ {
+		if c.mustWait() {
+			c.waiting = true
+			return
+		}
+		c.waiting = false
+		if i == maxReadsPerEvent {
+			l.pending = append(l.pending, c)
+			return
+		}
+		n, errno := rawsys.Read(int(c.fd), l.buf)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN:
+			return
+		case errno != 0:
+			c.closeWith(c.opError("read", "read", errno))
+			return
+		case n == 0:
+			rest := c.held
+			c.held = nil
+			c.inputEOF(rest)
+			return
+		}
+		c.gotBytes(n)
+		if c.opt.Framing == Raw {
+			c.deliver(l.buf[:n])
+		} else if !c.deliverHeld(l.buf[:n]) {
+			c.waiting = c.mustWait()
+			return
+		}
+		if c.flags.has(fDead) || n < len(l.buf) && !c.hup {
+			return
+		}
+	}
+}
+
+// deliverHeld delivers the framed messages in what is held and p, p being
+// in the loop's buffer, and holds what is left (in a buffer of its own, so
+// an idle connection between messages holds none). It reports whether to
+// read on.
+func (c *epConn) deliverHeld(p []byte) bool {
+	data := p
+	if len(c.held) > 0 {
+		c.held = append(c.held, p...)
+		data = c.held
+	}
+	used, ok := c.deliverMessages(data)
+	if !ok {
+		return false
+	}
+	if rest := data[used:]; len(rest) == 0 {
+		c.held = nil
+	} else {
+		c.held = append(c.held[:0], rest...) // copy handles the overlap
+	}
+	return !c.mustWait()
+}
+
+// flush writes queued output when the socket takes more; when it is all
+// out, the flush ends (a pending FIN, OnDrain), and reading resumes.
+func (l *loop) flush(c *epConn) {
+	c.mu.Lock()
+	if c.flags.has(fDead) || !c.flags.has(fFlushing) {
+		c.mu.Unlock()
+		return
+	}
+	wrote := 0
+	for len(c.out) > 0 {
+		n, errno := rawsys.Write(int(c.fd), c.out)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno == unix.EAGAIN {
+			break
+		}
+		if errno != 0 {
+			c.mu.Unlock()
+			c.traceWrote(wrote)
+			c.closeWith(c.opError("write", "write", errno))
+			return
+		}
+		c.out = c.out[n:]
+		wrote += n
+	}
+	c.wroteLocked(wrote)
+	if len(c.out) > 0 {
+		c.mu.Unlock()
+		c.traceWrote(wrote)
+		return
+	}
+	c.out = nil // an idle connection keeps no buffer
+	c.watchOutputLocked(false)
+	fin, drain := c.flushedLocked()
+	c.mu.Unlock()
+	c.traceWrote(wrote)
+	c.afterFlush(fin, drain)
+	if c.waiting {
+		c.readingResumed()
+		l.read(c)
+	}
+}
+
+func (c *Conn) traceWrote(n int) {
+	if n > 0 {
+		c.trace(TraceWrite, n, nil)
+	}
+}
+
+// release closes c's fd and reports the close: the last of a connection,
+// run on its loop once it was closed.
+func (l *loop) release(c *epConn) {
+	c.mu.Lock()
+	if c.released() {
+		c.mu.Unlock()
+		return
+	}
+	fd := int(c.fd)
+	c.fd = -1
+	err := c.err
+	c.mu.Unlock()
+	if cutsOnClose(err) { // cut: a reset, as abortOnClose does
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	rawsys.Close(fd)
+	if ep := l.s.ep; ep.atLimit.Load() {
+		ep.reserveMu.Lock()
+		if ep.reserve < 0 { // lost at the limit: this fd's slot makes a new one
+			ep.takeReserveLocked()
+		}
+		ep.reserveMu.Unlock()
+	}
+	l.mu.Lock()
+	l.timers.remove(c)
+	l.dropLocked(c)
+	l.mu.Unlock()
+	l.open--
+	c.finish()
+}
+
+// The transport.
+
+// tryWrite writes what the socket takes at once; c.mu is held.
+func (c *epConn) tryWrite(p []byte) (int, error) {
+	if c.released() {
+		return 0, net.ErrClosed
+	}
+	n := 0
+	for n < len(p) {
+		m, errno := rawsys.Write(int(c.fd), p[n:])
+		switch errno {
+		case 0:
+			n += m
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return n, nil
+		default:
+			return n, errno
+		}
+	}
+	return n, nil
+}
+
+// startFlush watches the fd for output until the queue is written.
+func (c *epConn) startFlush() { c.watchOutputLocked(true) }
+
+// watchOutputLocked adds output to the events the fd is watched for, or
+// removes it; Conn.mu is held. Adding it reports the socket at once if it
+// is writable already, so no edge is missed.
+func (c *epConn) watchOutputLocked(on bool) {
+	if c.released() {
+		return
+	}
+	events := uint32(connEvents)
+	if on {
+		events |= unix.EPOLLOUT
+	}
+	rawsys.EpollCtl(c.l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), events, c.slot+connTag)
+}
+
+func (c *epConn) closeWrite() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.released() {
+		return net.ErrClosed
+	}
+	if errno := rawsys.Shutdown(int(c.fd), unix.SHUT_WR); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func (c *epConn) schedule(due int64) { c.l.schedule(c, due) }
+
+// resume has the loop read: input may be waiting, with no edge to come.
+func (c *epConn) resume() { c.l.post(task{kind: taskRead, c: c}) }
+
+// shutdown has the loop end the connection, between callbacks.
+func (c *epConn) shutdown() { c.l.post(task{kind: taskShutdown, c: c}) }
+
+// close has the loop release the fd: the loop owns it. A cut
+// (abort) is seen there in c.err.
+func (c *epConn) close(abort bool) { c.l.post(task{kind: taskClose, c: c}) }
+
+func (c *epConn) control(f func(fd uintptr)) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.released() {
+		return false
+	}
+	f(uintptr(c.fd))
+	return true
+}
+
+// remoteIP is the peer's address without building a net.Addr, for
+// Server.MaxConnsPerIP.
+func (c *epConn) remoteIP() netip.Addr { return c.raddr }
+
+func (c *epConn) remoteAddr() net.Addr {
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(c.raddr, c.rport))
+}
+
+// localAddr asks the kernel; once the fd is gone it falls back to the
+// listener's address.
+func (c *epConn) localAddr() net.Addr {
+	var ap netip.AddrPort
+	c.control(func(fd uintptr) {
+		if sa, err := unix.Getsockname(int(fd)); err == nil {
+			ap = sockaddrToAddrPort(sa)
+		}
+	})
+	if ap.IsValid() {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return c.ln.ln.Addr()
+}
+
+// opError wraps a system call's error as the net package does, so both
+// engines report failures alike.
+func (c *Conn) opError(op, syscallName string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(syscallName, errno)}
+}
+
+func sockaddrToAddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		ip := netip.AddrFrom16(sa.Addr)
+		if sa.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
+				ip = ip.WithZone(ifi.Name)
+			}
+		}
+		return netip.AddrPortFrom(ip, uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
