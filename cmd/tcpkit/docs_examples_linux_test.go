@@ -116,14 +116,8 @@ var docRunners = map[string]func(r *docRun){
 	"netcat-lines":         func(r *docRun) { r.session("netcat-lines") },
 	"netcat-hex":           func(r *docRun) { r.session("netcat-hex") },
 	"netcat-unix":          func(r *docRun) { r.session("netcat-unix") },
-	"watch-seed-ladder": func(r *docRun) {
-		r.run("cp -r " + repoPath(r.t, "testdata") + " testdata")
-		r.session("watch-seed-ladder")
-	},
-	"watch-epipe-ladder": func(r *docRun) {
-		r.run("cp -r " + repoPath(r.t, "testdata") + " testdata")
-		r.session("watch-epipe-ladder")
-	},
+	"watch-seed-ladder":    withTestdata("watch-seed-ladder"),
+	"watch-epipe-ladder":   withTestdata("watch-epipe-ladder"),
 	"deploy-reuseport": func(r *docRun) {
 		r.session("deploy-reuseport")
 		for _, dp := range r.bg {
@@ -134,6 +128,15 @@ var docRunners = map[string]func(r *docRun){
 
 // benchDocBlocks are the examples of docs/bench.md after its servers'.
 var benchDocBlocks = []string{"bench-pingpong", "bench-oneshot", "bench-stream", "bench-idle", "bench-refused", "bench-expect-exact", "bench-message-file", "bench-ramp", "bench-merge", "bench-report", "bench-tls", "bench-fdlimit"}
+
+// withTestdata runs block id's session in a directory holding a copy of
+// the repository's testdata, which its commands read.
+func withTestdata(id string) func(r *docRun) {
+	return func(r *docRun) {
+		r.run("cp -r " + repoPath(r.t, "testdata") + " testdata")
+		r.session(id)
+	}
+}
 
 // repoPath is the absolute path of a file of the repository, for a
 // command run in the examples' directory.
