@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // Helpers for the tests of tcpkit bench: running it to the end with a
@@ -76,7 +75,6 @@ func closedPort(t testing.TB) int {
 	ln.Close()
 	return port
 }
-
 
 // resettingServer accepts connections, reads what comes for a moment and
 // aborts each with a RST (SO_LINGER 0).
