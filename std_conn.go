@@ -1,6 +1,7 @@
 package tcpkit
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -227,12 +228,23 @@ func (s *stdConn) writeOut(buf []byte, limit time.Duration) (int, error) {
 // FIN and stay open: it is closed instead.
 var errNoHalfClose = errors.New("tcpkit: the connection cannot half-close")
 
-func (s *stdConn) closeWrite() error {
-	cw, ok := s.nc.(interface{ CloseWrite() error })
+func (s *stdConn) closeWrite() error { return closeWriteAll(s.nc) }
+
+// closeWriteAll half-closes nc: for TLS, a close_notify alert, then the
+// FIN of the connection beneath, as on plain TCP (tls.Conn's CloseWrite
+// sends only the alert).
+func closeWriteAll(nc net.Conn) error {
+	cw, ok := nc.(interface{ CloseWrite() error })
 	if !ok {
 		return errNoHalfClose
 	}
-	return cw.CloseWrite()
+	if err := cw.CloseWrite(); err != nil {
+		return err
+	}
+	if tc, ok := nc.(*tls.Conn); ok {
+		return closeWriteAll(tc.NetConn())
+	}
+	return nil
 }
 
 // schedule sets the timer to fire by due, if it is not set to fire

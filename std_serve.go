@@ -8,8 +8,8 @@ import (
 )
 
 // The standard engine's Serve: an accept loop on the net package, a
-// Handshake per connection on a goroutine of its own, and a stdConn for
-// each connection served.
+// Preamble and a Handshake per connection on a goroutine of its own, and
+// a stdConn for each connection served.
 
 // serveStd is Serve on the standard engine: a goroutine per connection.
 func (s *Server) serveStd(ln net.Listener) error {
@@ -33,7 +33,7 @@ func (s *Server) serveStd(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		if s.Handshake == nil {
+		if s.Handshake == nil && s.Preamble == nil {
 			s.serveConn(nc, false)
 			continue
 		}
@@ -42,7 +42,7 @@ func (s *Server) serveStd(ln net.Listener) error {
 			continue
 		}
 		go func() {
-			hc, err := s.Handshake(nc)
+			hc, err := s.shake(nc)
 			if err != nil {
 				// Told before the connection stops counting as open, so
 				// that a Shutdown waiting for it returns after OnReject:
@@ -65,6 +65,21 @@ func (s *Server) serveStd(ln net.Listener) error {
 			s.serveConn(hc, true)
 		}()
 	}
+}
+
+// shake reads nc's Preamble, then runs Handshake, each if set, and
+// returns the connection to serve.
+func (s *Server) shake(nc net.Conn) (net.Conn, error) {
+	if s.Preamble != nil {
+		var err error
+		if nc, err = readPreamble(nc, s.Preamble); err != nil {
+			return nil, err
+		}
+	}
+	if s.Handshake != nil {
+		return s.Handshake(nc)
+	}
+	return nc, nil
 }
 
 // serveConn serves an accepted connection, or closes it at once if a
