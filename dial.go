@@ -66,15 +66,17 @@ func (d *Dialer) Dial(ctx context.Context, network, address string, ev Events) (
 	if engine == EngineEpoll {
 		return d.dialEpoll(ctx, nc, &ev, &opt, start)
 	}
+	var k *stdSock
 	if d.Handshake != nil {
-		hc, err := d.Handshake(ctx, nc)
+		hc, sock, err := stdHandshake(nc, func(hin net.Conn) (net.Conn, error) { return d.Handshake(ctx, hin) })
 		if err != nil {
 			nc.Close()
 			return nil, err
 		}
-		nc = hc
+		nc, k = hc, sock
 	}
 	c := newStdConn(nc, &ev, &opt, nil)
+	c.st = stdStreamOf(nc, k)
 	c.traceConnected(time.Since(start)) // before anything can be written
 	go c.run()
 	return &c.Conn, nil
