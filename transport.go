@@ -22,11 +22,12 @@ import "net"
 //   - the connection released, once nothing of the engine runs for it
 //     any more: finish, which reports OnError and OnClose.
 //
-// Nothing in the lifecycle asks which engine runs it. A transport may
-// sit on a socket's file descriptor (both engines today), on a stream
-// that has none (a TLS connection, a net.Conn from a Handshake), or on
-// a connection being dialed: tryWrite may take nothing, control may
-// report no fd.
+// Nothing in the lifecycle asks which engine runs it. A transport sits
+// on a socket's file descriptor, TCP or Unix, accepted or dialed; its
+// bytes may pass through what a Handshake returned (TLS: records made at
+// tryWrite, at most streamChunk ahead of the kernel), or through a
+// net.Conn with no fd (the std engine, for a Handshake's connection of
+// another kind: tryWrite takes nothing, control reports no fd).
 type transport interface {
 	// tryWrite hands the kernel what it takes of p without blocking and
 	// returns how much that was; c.mu is held. A transport that cannot
