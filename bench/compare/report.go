@@ -57,6 +57,7 @@ func (r *row) median(f func(result) float64) float64 {
 }
 
 func perBusy(x result) float64  { return x.perBusy }
+func perOwn(x result) float64   { return x.perOwn }
 func rawRate(x result) float64  { return x.gen.RatePerS }
 func busyFrac(x result) float64 { return x.busyFrac }
 func ownFrac(x result) float64  { return x.ownFrac }
@@ -254,11 +255,19 @@ func targets(tables map[string]*table, gen string) []target {
 			ts = append(ts, target{what: k.what + ": KiB of RSS per idle connection", value: v, min: k.most, atMost: true})
 		}
 	}
-	// Issue 14's: the PROXY protocol and TLS on the loop.
+	// Issue 14's: the PROXY protocol and TLS on the loop, per server
+	// CPU-second as it says, and per busy core as above. On a machine
+	// others share the process's own CPU time is the steadier of the
+	// two: another process on the server's core adds to its busy time.
 	if tables["pingpong500"] != nil {
-		ts = append(ts,
-			paired(tables, "tcpkit epoll, PROXY v2 ÷ plain, per busy core, pingpong c=500", "pingpong500", "tcpkit-proxy", gen, "tcpkit-quiet", gen, perBusy, 0.95),
-			paired(tables, "tcpkit TLS, epoll ÷ std engine, per busy core, pingpong c=500", "pingpong500", "tcpkit-tls", gen, "tcpkit-std-tls", gen, perBusy, 1.15))
+		for _, per := range []struct {
+			what string
+			f    func(result) float64
+		}{{"per server process CPU-second", perOwn}, {"per busy core", perBusy}} {
+			ts = append(ts,
+				paired(tables, "tcpkit epoll, PROXY v2 ÷ plain, "+per.what+", pingpong c=500", "pingpong500", "tcpkit-proxy", gen, "tcpkit-quiet", gen, per.f, 0.95),
+				paired(tables, "tcpkit TLS, epoll ÷ std engine, "+per.what+", pingpong c=500", "pingpong500", "tcpkit-tls", gen, "tcpkit-std-tls", gen, per.f, 1.15))
+		}
 	}
 	ts = append(ts, target{what: "C server core busy under the generator, pingpong c=50", value: med("pingpong50", "c", gen, busyFrac), min: 0.85})
 	if gen != "c" {

@@ -177,6 +177,7 @@ type result struct {
 	busyFrac float64 // of the window's time on that core
 	ownFrac  float64 // the server process's own CPU time, of the window's
 	perBusy  float64 // exchanges per busy-core second
+	perOwn   float64 // exchanges per second of the server process's own CPU time
 	approx   bool    // the window was inferred, not reported by the generator
 	rsts     int64   // RSTs sent, machine-wide, over the whole run
 	rssStart int64   // server VmRSS, KiB, before the generator starts
@@ -284,6 +285,9 @@ func runOne(b *binaries, st settings, sc scenario, e entry, stop <-chan struct{}
 	if window > 0 {
 		res.busyFrac = res.busyS / window
 		res.ownFrac = sp.own / userHZ / window
+	}
+	if own := sp.own / userHZ; own > 0 {
+		res.perOwn = res.gen.Exchanges / own
 	}
 	if res.busyS > 0 {
 		res.perBusy = res.gen.Exchanges / res.busyS
