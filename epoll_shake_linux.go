@@ -1,6 +1,7 @@
 package tcpkit
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -246,11 +247,13 @@ func (l *loop) shaken(c *epConn, done chan struct{}) {
 		a.x = x
 	}
 	c.mu.Unlock()
-	if ra := x.RemoteAddr(); !sameAddr(ra, a.RemoteAddr()) {
-		c.ext.remote = ra // a connection of its own, with the peer it names
-	}
-	if la := x.LocalAddr(); !sameAddr(la, a.LocalAddr()) {
-		c.ext.local = la
+	if tc, ok := x.(*tls.Conn); !ok || tc.NetConn() != net.Conn(a) { // a tls.Conn's are a's
+		if ra := x.RemoteAddr(); !sameAddr(ra, a.RemoteAddr()) {
+			c.ext.remote = ra // a connection of its own, with the peer it names
+		}
+		if la := x.LocalAddr(); !sameAddr(la, a.LocalAddr()) {
+			c.ext.local = la
+		}
 	}
 	l.serveShaken(c, sh, done, rest)
 }
