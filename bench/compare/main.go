@@ -256,7 +256,7 @@ func progress(e entry, r result, gen string) string {
 	default:
 		s += fmt.Sprintf("%s ex/s raw, core %s busy (process %s), %s ex/s per busy core, %s errors",
 			num(r.gen.RatePerS), pct(r.busyFrac), pct(r.ownFrac), num(r.perBusy), num(r.errorCount()))
-		if r.ownFrac < noisy*r.busyFrac {
+		if r.noisy() {
 			s += " (noisy: something else ran on the server core)"
 		}
 		return s

@@ -153,7 +153,7 @@ func writeTable(w io.Writer, t *table, gen string) {
 			case t.sc.mode == "idle" && held(x) < float64(t.sc.conns):
 				fmt.Fprintf(w, "- %s, round %d: held only %s of %s connections\n",
 					r.e.label(gen), i+1, num(held(x)), num(float64(t.sc.conns)))
-			case t.sc.mode != "idle" && x.ownFrac < noisy*x.busyFrac:
+			case t.sc.mode != "idle" && x.noisy():
 				fmt.Fprintf(w, "- %s, round %d: noisy, the server process had only %s of its core's %s busy time: something else ran there\n",
 					r.e.label(gen), i+1, pct(x.ownFrac), pct(x.busyFrac))
 			}
@@ -177,6 +177,8 @@ type target struct {
 	min    float64
 	atMost bool      // min is a ceiling: value must not exceed it
 	rounds []float64 // a paired ratio's value in each round
+	noisy  []bool    // by round: one of its two runs was noisy (see noisy)
+	clean  bool      // value is the median of the rounds that were not
 }
 
 // paired is the target that a's figure is at least least times b's, in
@@ -191,20 +193,35 @@ func paired(tables map[string]*table, what, sc, a, ga, b, gb string, f func(resu
 	if ra == nil || rb == nil {
 		return t
 	}
-	var ok []float64
+	var ok, clean []float64
 	for i := range min(len(ra.runs), len(rb.runs)) {
 		x, y := ra.runs[i], rb.runs[i]
 		v := math.NaN()
 		if x.err == nil && y.err == nil {
 			v = ratio(f(x), f(y))
 		}
-		t.rounds = append(t.rounds, v)
+		isNoisy := x.noisy() || y.noisy()
+		t.rounds, t.noisy = append(t.rounds, v), append(t.noisy, isNoisy)
 		if !math.IsNaN(v) {
 			ok = append(ok, v)
+			if !isNoisy {
+				clean = append(clean, v)
+			}
 		}
 	}
+	// On a shared machine some rounds had another process on the server
+	// core: where at least half of them did not, those are the figure.
 	t.value = medianOf(ok)
+	if len(clean) < len(ok) && 2*len(clean) >= len(ok) {
+		t.value, t.clean = medianOf(clean), true
+	}
 	return t
+}
+
+// noisy reports whether something else ran on the server's core during
+// a load run: the server process had much less of it than it was busy.
+func (x result) noisy() bool {
+	return x.busyFrac > 0 && x.ownFrac < noisy*x.busyFrac
 }
 
 // medianOf is the median of v, NaN when it is empty.
@@ -280,7 +297,9 @@ func targets(tables map[string]*table, gen string) []target {
 func writeTargets(w io.Writer, ts []target) {
 	fmt.Fprintln(w, "## Targets")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "A ratio is the median of each round's ratio, both servers measured seconds apart in the round.")
+	fmt.Fprintln(w, "A ratio is the median of each round's ratio, both servers measured seconds apart in the round. "+
+		"A round marked * was noisy (one of its runs shared the server core with another process); "+
+		"where at most half of the rounds were, the median is of the others (marked clean).")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| target | rounds | measured | needed | |")
 	fmt.Fprintln(w, "|---|---|--:|--:|---|")
@@ -297,10 +316,18 @@ func writeTargets(w io.Writer, ts []target) {
 			need = "≤ " + dec(t.min, 2)
 		}
 		var rounds []string
-		for _, v := range t.rounds {
-			rounds = append(rounds, dec(v, 2))
+		for i, v := range t.rounds {
+			r := dec(v, 2)
+			if t.noisy[i] {
+				r += "*"
+			}
+			rounds = append(rounds, r)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", t.what, strings.Join(rounds, ", "), dec(t.value, 2), need, verdict)
+		value := dec(t.value, 2)
+		if t.clean {
+			value += " (clean)"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", t.what, strings.Join(rounds, ", "), value, need, verdict)
 	}
 	fmt.Fprintln(w)
 }
