@@ -137,11 +137,7 @@ type stressServer struct {
 	srv      *Server
 	addr     string
 
-	// The dialed transport's: the listener the script's clients are
-	// accepted from, with small buffers or not, and the Dialer that
-	// connects to it.
-	lns    [2]net.Listener
-	dialer *Dialer
+	dialer *Dialer // the dialed transport's: it connects to each script's own listener
 
 	mu   sync.Mutex
 	logs map[string]*connLog

@@ -5,6 +5,7 @@ package tcpkit
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -80,15 +81,6 @@ func (s *stressServer) start(t testing.TB) {
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		s.addr = startServerOn(t, s.srv, "unix", filepath.Join(dir, "s"))
 	case overDialed:
-		for i, control := range []func(string, string, syscall.RawConn) error{nil, smallBuffers} {
-			lc := net.ListenConfig{Control: control}
-			ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			s.lns[i] = ln
-		}
 		s.dialer = &Dialer{Engine: s.engine, ConnOptions: s.srv.ConnOptions}
 	}
 }
@@ -128,6 +120,17 @@ func (c *stressClient) reset() {
 
 var lastUnixClient atomic.Int64
 
+var lastClient atomic.Uint32
+
+// nextClientAddr is a TCP address for a script's client to connect from:
+// an address of loopback's /8 of its own, so that no two connections of
+// a run have the same address and port, whatever ports the kernel picks
+// and reuses (the server's events are filed by the client's address).
+func nextClientAddr() *net.TCPAddr {
+	n := lastClient.Add(1)
+	return &net.TCPAddr{IP: net.IPv4(127, byte(1+n>>16%254), byte(n>>8), byte(n))}
+}
+
 // connect opens a client connection to s, with small buffers if asked
 // (TCP only).
 func (s *stressServer) connect(small bool) (*stressClient, error) {
@@ -140,28 +143,9 @@ func (s *stressServer) connect(small bool) (*stressClient, error) {
 		}
 		return &stressClient{Conn: nc, sock: nc, key: name}, nil
 	case overDialed:
-		ln := s.lns[btoi(small)]
-		ctx, cancel := context.WithTimeout(context.Background(), waitTime)
-		defer cancel()
-		dialed := make(chan error, 1)
-		go func() {
-			_, err := s.dialer.Dial(ctx, "tcp", ln.Addr().String(), s.srv.Events)
-			dialed <- err
-		}()
-		ln.(*net.TCPListener).SetDeadline(time.Now().Add(waitTime))
-		nc, err := ln.Accept()
-		if derr := <-dialed; derr != nil {
-			if nc != nil {
-				nc.Close()
-			}
-			return nil, derr
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &stressClient{Conn: nc, sock: nc, key: nc.RemoteAddr().String()}, nil
+		return s.dialed(small)
 	}
-	d := net.Dialer{Timeout: waitTime}
+	d := net.Dialer{Timeout: waitTime, LocalAddr: nextClientAddr()}
 	if small {
 		d.Control = smallBuffers
 	}
@@ -204,4 +188,48 @@ func waitDialLoops(t testing.TB) {
 		}
 		return true
 	})
+}
+
+// dialed has s's Dialer connect to a listener of the script's own, with
+// small buffers if asked, and returns the accepted end as the client.
+// The Dialer's connection is told from any other the listener takes by
+// its address: now and then, with connections coming and going by the
+// hundred on loopback, a connect meets a socket of an earlier connection
+// in TIME_WAIT and is reset (the kernel's doing, not the engines'), and
+// is tried again.
+func (s *stressServer) dialed(small bool) (*stressClient, error) {
+	lc := net.ListenConfig{}
+	if small {
+		lc.Control = smallBuffers
+	}
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(waitTime))
+	ctx, cancel := context.WithTimeout(context.Background(), waitTime)
+	defer cancel()
+	var c *Conn
+	d := *s.dialer
+	d.LocalAddr = nextClientAddr()
+	for range 3 {
+		if c, err = d.Dial(ctx, "tcp", ln.Addr().String(), s.srv.Events); !errors.Is(err, syscall.ECONNRESET) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		if nc.RemoteAddr().String() == c.LocalAddr().String() {
+			return &stressClient{Conn: nc, sock: nc, key: nc.RemoteAddr().String()}, nil
+		}
+		nc.Close() // a connect that was reset
+	}
 }

@@ -337,7 +337,7 @@ func (c *epConn) closeWrite() error {
 	if c.released() {
 		return net.ErrClosed
 	}
-	if errno := rawsys.Shutdown(int(c.fd), unix.SHUT_WR); errno != 0 {
+	if errno := rawsys.Shutdown(int(c.fd), unix.SHUT_WR); errno != 0 && !peerGone(errno) {
 		return errno
 	}
 	return nil

@@ -371,7 +371,7 @@ func (s *epStream) closeWrite() error {
 		if !ok {
 			return errNoHalfClose
 		}
-		if err := cw.CloseWrite(); err != nil {
+		if err := cw.CloseWrite(); err != nil && !peerGone(s.writeErr(err)) {
 			return err
 		}
 	}
@@ -385,7 +385,7 @@ func (s *epStream) closeWrite() error {
 		c.watchOutputLocked(true)
 		return nil
 	}
-	if errno := rawsys.Shutdown(int(c.fd), unix.SHUT_WR); errno != 0 {
+	if errno := rawsys.Shutdown(int(c.fd), unix.SHUT_WR); errno != 0 && !peerGone(errno) {
 		return errno
 	}
 	return nil

@@ -252,7 +252,7 @@ func closeWriteAll(nc net.Conn) error {
 	if !ok {
 		return errNoHalfClose
 	}
-	if err := cw.CloseWrite(); err != nil {
+	if err := cw.CloseWrite(); err != nil && !peerGone(err) {
 		return err
 	}
 	if tc, ok := nc.(*tls.Conn); ok {

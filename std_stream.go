@@ -185,7 +185,7 @@ func (st *stdStream) writeErr(err error) error {
 // own that waits for room (until the close, which fails its write), as
 // the kernel would hold a plain FIN behind the bytes queued.
 func (st *stdStream) closeWrite() error {
-	if err := st.x.(*tls.Conn).CloseWrite(); err != nil {
+	if err := st.x.(*tls.Conn).CloseWrite(); err != nil && !peerGone(st.writeErr(err)) {
 		return err
 	}
 	if !st.k.queued() {

@@ -1,6 +1,10 @@
 package tcpkit
 
-import "net"
+import (
+	"errors"
+	"net"
+	"syscall"
+)
 
 // The boundary between a connection's lifecycle and the engine under it.
 //
@@ -41,7 +45,9 @@ type transport interface {
 
 	// closeWrite sends our FIN (shutdown of the write side); c.mu is not
 	// held. An error, or a transport that cannot half-close, makes the
-	// lifecycle close the connection.
+	// lifecycle close the connection. A peer that reset the connection
+	// already is no error here (see peerGone): the reset is the read
+	// side's to report, as it is when it comes after the FIN.
 	closeWrite() error
 
 	// schedule makes sure c.expire runs by due, a monoNow reading; it may
@@ -69,4 +75,13 @@ type transport interface {
 
 	remoteAddr() net.Addr
 	localAddr() net.Addr
+}
+
+// peerGone reports whether err says the peer reset the connection: a
+// half-close that meets it has nothing left to do, and the reading side
+// reports the reset. With TLS the peer may read our close_notify, its
+// end of the stream, and reset before our FIN goes out: the FIN's
+// shutdown then fails (ENOTCONN), and the reset must still show as one.
+func peerGone(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ENOTCONN)
 }
