@@ -253,7 +253,8 @@ func (c *Conn) write(p []byte) (n, sent int, err error) {
 		}
 		if err != nil {
 			c.mu.Unlock()
-			err = &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+			laddr := c.LocalAddr()
+			err = &net.OpError{Op: "write", Net: networkOf(laddr), Source: laddr, Addr: c.RemoteAddr(), Err: err}
 			c.closeWith(err)
 			return n, n, err
 		}
@@ -439,4 +440,12 @@ func (c *Conn) Offload(f func()) {
 func (c *Conn) mustWait() bool {
 	f := c.flags.v.Load()
 	return f&fPaused != 0 || f&fBacklogged != 0 && !c.opt.ReadDuringBacklog
+}
+
+// networkOf is the network of a, "tcp" or "unix", for errors.
+func networkOf(a net.Addr) string {
+	if a == nil {
+		return "tcp"
+	}
+	return a.Network()
 }

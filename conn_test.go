@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -486,5 +487,41 @@ func TestIdleTimeoutOffInSlowCallback(t *testing.T) {
 		nc.CloseWrite()
 		srvRec.wait(t, "close false")
 		assertEvents(t, "server", srvRec.events(), []string{"connect", "data x", "end", "close false"})
+	})
+}
+
+// OnConnect comes first, even when the idle timeout is due before
+// OnConnect could run: on the std engine the timer fires on a goroutine
+// of its own, and it once ran OnTimeout before OnConnect now and then
+// (seen with more Ps than cores, and on a loaded machine).
+func TestOnConnectBeforeTimeout(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8)) // more Ps than cores: the timer's goroutine runs at once
+	forEachEngine(t, func(t *testing.T, e Engine) {
+		const n = 3000
+		var early atomic.Int64
+		closed := make(chan struct{}, n)
+		addr := startServer(t, &Server{Engine: e, ConnOptions: ConnOptions{IdleTimeout: time.Microsecond}, Events: Events{
+			OnConnect: func(c *Conn) { c.SetValue("connected"); c.SetTimeout(0) },
+			OnTimeout: func(c *Conn) {
+				if c.Value() == nil {
+					early.Add(1)
+				}
+				c.Close()
+			},
+			OnClose: func(c *Conn, _ bool) { closed <- struct{}{} },
+		}})
+		for range n {
+			rawDial(t, addr).Close()
+		}
+		for range n {
+			select {
+			case <-closed:
+			case <-time.After(waitTime):
+				t.Fatalf("not every connection closed within %v", waitTime)
+			}
+		}
+		if k := early.Load(); k > 0 {
+			t.Errorf("OnTimeout ran before OnConnect on %d of %d connections", k, n)
+		}
 	})
 }

@@ -17,6 +17,9 @@ import (
 // EngineEpoll (Linux) runs a few event loops, one per core by default,
 // each serving many connections straight from epoll: an idle connection
 // costs no goroutine and no read buffer, and a busy one no scheduler hops.
+// It serves TCP and Unix sockets, reads a Preamble from the loop, runs a
+// Handshake (TLS) on a goroutine and the connection it returns on the
+// loop, and runs the connections a Dialer opens on loops of its own.
 // As in Node.js, the loop is the contract: callbacks run on a loop shared
 // with other connections, so a callback that blocks (a database call, a
 // sleep, a full pipe) stalls all of them. Hand slow work off with
@@ -24,9 +27,9 @@ import (
 type Engine uint8
 
 const (
-	// EngineAuto picks EngineEpoll where it can serve the listener (plain
-	// TCP on Linux, no Handshake hook) and EngineStd elsewhere: for TLS
-	// and PROXY protocol handshakes, Unix sockets, other systems.
+	// EngineAuto picks EngineEpoll where it can serve (TCP and Unix
+	// sockets on Linux) and EngineStd elsewhere: on other systems, for a
+	// listener that is neither (a wrapped one).
 	EngineAuto Engine = iota
 	// EngineStd serves each connection on a goroutine of its own.
 	EngineStd
@@ -64,7 +67,7 @@ var errNoEpoll = errors.New("tcpkit: the epoll engine cannot serve this listener
 // one Engine names, or for EngineAuto the one it picks. It returns an
 // error if Engine is EngineEpoll and cannot serve ln.
 func (s *Server) EngineFor(ln net.Listener) (Engine, error) {
-	why := epollUnfit(s, ln)
+	why := epollUnfit(ln)
 	switch s.Engine {
 	case EngineStd:
 		return EngineStd, nil
@@ -82,18 +85,16 @@ func (s *Server) EngineFor(ln net.Listener) (Engine, error) {
 	return s.Engine, fmt.Errorf("tcpkit: unknown %v", s.Engine)
 }
 
-// epollUnfit says why the epoll engine cannot serve ln for s, or "".
-func epollUnfit(s *Server, ln net.Listener) string {
-	switch {
-	case !epollBuilt:
+// epollUnfit says why the epoll engine cannot serve ln, or "".
+func epollUnfit(ln net.Listener) string {
+	if !epollBuilt {
 		return "it runs on Linux only, not " + runtime.GOOS
-	case s.Handshake != nil:
-		return "it runs no Handshake hook (TLS, PROXY protocol)"
 	}
-	if _, ok := ln.(*net.TCPListener); !ok {
-		return fmt.Sprintf("it serves TCP listeners only, not %T", ln) // Unix sockets, wrapped listeners
+	switch ln.(type) {
+	case *net.TCPListener, *net.UnixListener:
+		return ""
 	}
-	return ""
+	return fmt.Sprintf("it serves TCP and Unix socket listeners only, not %T", ln) // a wrapped listener
 }
 
 // loops is how many event loops the epoll engine runs: s.Loops, or one

@@ -47,6 +47,14 @@ package tcpkit
 // drain), and on the epoll engine no more than the callbacks that saw it.
 // Half the scripts dial with small socket buffers so that replies do
 // queue (see smallBuffers).
+//
+// Each script runs over every transport (see stressTransports): plain
+// TCP; TCP with a PROXY protocol header, which the server reads as its
+// Preamble; TLS, through a Handshake; a Unix socket; and a connection
+// the server side dialed itself (a Dialer with the same events, the
+// script's client being the accepted end). The model is the same for
+// all; where a transport cannot show what the model follows, the
+// generator leaves it out (see genOpts).
 
 import (
 	"bytes"
@@ -120,13 +128,16 @@ func (l *connLog) addErr(prefix string, err error) {
 	l.mu.Unlock()
 }
 
-// A stressServer serves the scripts' protocol, on one engine, and keeps a
-// connLog per connection, by the client's address.
+// A stressServer serves the scripts' protocol, on one engine and one
+// transport, and keeps a connLog per connection, by the client's address.
 type stressServer struct {
 	engine   Engine
+	tr       stressTransport
 	halfOpen bool
 	srv      *Server
 	addr     string
+
+	dialer *Dialer // the dialed transport's: it connects to each script's own listener
 
 	mu   sync.Mutex
 	logs map[string]*connLog
@@ -158,9 +169,9 @@ func (s *stressServer) log(remote string) *connLog {
 //
 // OnEnd writes "eof\n". With halfOpen (AllowHalfOpen), it also turns the
 // idle timeout on, and the OnTimeout that follows ends the connection.
-func startStressServer(t testing.TB, engine Engine, halfOpen bool, loops int) *stressServer {
+func startStressServer(t testing.TB, engine Engine, tr stressTransport, halfOpen bool, loops int) *stressServer {
 	t.Helper()
-	s := &stressServer{engine: engine, halfOpen: halfOpen, logs: make(map[string]*connLog)}
+	s := &stressServer{engine: engine, tr: tr, halfOpen: halfOpen, logs: make(map[string]*connLog)}
 	logOf := func(c *Conn) *connLog { return c.Value().(*connLog) }
 	// write writes p, and reports whether the output is over the
 	// high-water mark after it.
@@ -189,7 +200,7 @@ func startStressServer(t testing.TB, engine Engine, halfOpen bool, loops int) *s
 		},
 		Events: Events{
 			OnConnect: func(c *Conn) {
-				l := s.log(c.RemoteAddr().String())
+				l := s.log(s.key(c))
 				c.SetValue(l)
 				l.add("connect")
 				c.SetTimeout(0)
@@ -250,7 +261,7 @@ func startStressServer(t testing.TB, engine Engine, halfOpen bool, loops int) *s
 			},
 		},
 	}
-	s.addr = startServer(t, s.srv)
+	s.start(t)
 	return s
 }
 
@@ -382,6 +393,8 @@ func (sc *script) String() string {
 type genOpts struct {
 	maxBig     int  // the largest big reply
 	noHalfOpen bool // never AllowHalfOpen (a server shared by several scripts)
+	noReset    bool // never end with a reset
+	noFINClose bool // never end with a close (FIN) while the server may still write
 }
 
 // genScript makes the script of seed, and what the model expects of it.
@@ -466,12 +479,12 @@ func (m *model) next() {
 // terminate ends the script with one of the ways it may end from here.
 func (m *model) terminate() {
 	kinds := []stepKind{stepHalfClose}
-	if m.partial == "" || m.ended {
+	if (m.partial == "" || m.ended) && !m.o.noFINClose {
 		// Not with an unfinished line the server still answers: the echo
 		// goes to a closed socket, whose RST races OnEnd's own write.
 		kinds = append(kinds, stepFinClose)
 	}
-	if !m.afterEnd {
+	if !m.afterEnd && !m.o.noReset {
 		// Not after bytes the server may not have read yet: a reset
 		// races them.
 		kinds = append(kinds, stepRST)
@@ -751,21 +764,16 @@ type observation struct {
 	errs       []string // the server's error texts, for failure messages
 }
 
-// run runs sc against s as a plain TCP client, and waits for the server
-// to close the connection.
+// run runs sc against s as a client, and waits for the server to close
+// the connection.
 func (sc *script) run(s *stressServer) observation {
 	var o observation
-	d := net.Dialer{Timeout: waitTime}
-	if sc.smallBuf {
-		d.Control = smallBuffers
-	}
-	nc, err := d.Dial("tcp", s.addr)
+	conn, err := s.connect(sc.smallBuf)
 	if err != nil {
-		o.client = append(o.client, "dial: "+errKind(err))
+		o.client = append(o.client, "connect: "+errKind(err)+": "+err.Error())
 		return o
 	}
-	conn := nc.(*net.TCPConn)
-	l := s.log(conn.LocalAddr().String())
+	l := s.log(conn.key)
 	closed := false
 	for i := range sc.steps {
 		st := &sc.steps[i]
@@ -790,7 +798,7 @@ func (sc *script) run(s *stressServer) observation {
 		case st.kind == stepSend:
 			res, ok = readReply(conn, st.want, st.wantEOF)
 		case st.kind == stepHalfClose:
-			if err := conn.CloseWrite(); err != nil {
+			if err := conn.closeWrite(); err != nil {
 				res, ok = "CloseWrite: "+errKind(err), false
 			} else {
 				res, ok = readReply(conn, st.want, st.wantEOF)
@@ -799,8 +807,7 @@ func (sc *script) run(s *stressServer) observation {
 			conn.Close()
 			closed = true
 		case st.kind == stepRST:
-			conn.SetLinger(0)
-			conn.Close()
+			conn.reset()
 			closed = true
 		}
 		o.client = append(o.client, fmt.Sprintf("%d %s: %s", i+1, st.short(), res))
@@ -851,7 +858,7 @@ func smallBuffers(network, address string, rc syscall.RawConn) error {
 
 // readReply reads len(want) bytes, then EOF if wantEOF, and says how that
 // compared with the model; ok is false if the stream cannot go on.
-func readReply(conn *net.TCPConn, want []byte, wantEOF bool) (res string, ok bool) {
+func readReply(conn net.Conn, want []byte, wantEOF bool) (res string, ok bool) {
 	got := make([]byte, len(want))
 	n, err := io.ReadFull(conn, got)
 	got = got[:n]
@@ -872,7 +879,7 @@ func readReply(conn *net.TCPConn, want []byte, wantEOF bool) (res string, ok boo
 // readClosed reads what comes after a line over MaxMessage: nothing, then
 // the end of the stream, as EOF or as a reset (the server closed with the
 // rest of the line unread), which are one here.
-func readClosed(conn *net.TCPConn) (res string, ok bool) {
+func readClosed(conn net.Conn) (res string, ok bool) {
 	buf := make([]byte, 256)
 	n, err := conn.Read(buf)
 	if n == 0 && (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) {
@@ -970,11 +977,11 @@ func checkEngines(t testing.TB, sc *script, std, ep observation, rerun string) {
 }
 
 // runSeed runs seed's script on a fresh server of each engine, both at
-// once, and compares.
-func runSeed(t *testing.T, seed uint64, o genOpts, rerun string) {
-	sc := genScript(seed, o)
-	std := startStressServer(t, EngineStd, sc.halfOpen, 0)
-	ep := startStressServer(t, EngineEpoll, sc.halfOpen, 1+int(seed%2))
+// once, over tr, and compares.
+func runSeed(t *testing.T, seed uint64, tr stressTransport, o genOpts, rerun string) {
+	sc := genScript(seed, tr.genOpts(o))
+	std := startStressServer(t, EngineStd, tr, sc.halfOpen, 0)
+	ep := startStressServer(t, EngineEpoll, tr, sc.halfOpen, 1+int(seed%2))
 	var obs [2]observation
 	var wg sync.WaitGroup
 	for i, s := range []*stressServer{std, ep} {
@@ -996,33 +1003,48 @@ func warmFDs(t *testing.T) int {
 	return openFDs(t)
 }
 
+// TestEnginesAgree runs 150 seeds over plain TCP, and 50 over each other
+// transport (40 and 15 with -short).
 func TestEnginesAgree(t *testing.T) {
-	seeds := 150
-	if testing.Short() {
-		seeds = 40
-	}
 	fds := warmFDs(t)
 	t.Run("seeds", func(t *testing.T) {
-		for i := range seeds {
-			seed := uint64(i)
-			name := fmt.Sprintf("%#x", seed)
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				runSeed(t, seed, genOpts{maxBig: stressMaxBig},
-					fmt.Sprintf("go test -run 'TestEnginesAgree/seeds/^%s$' .", name))
+		for _, tr := range stressTransports {
+			seeds := 50
+			if tr == overTCP {
+				seeds = 150
+			}
+			if testing.Short() {
+				seeds = max(15, seeds/4)
+			}
+			t.Run(string(tr), func(t *testing.T) {
+				for i := range seeds {
+					seed := uint64(i)
+					name := fmt.Sprintf("%#x", seed)
+					t.Run(name, func(t *testing.T) {
+						t.Parallel()
+						runSeed(t, seed, tr, genOpts{maxBig: stressMaxBig},
+							fmt.Sprintf("go test -run 'TestEnginesAgree/seeds/%s/^%s$' .", tr, name))
+					})
+				}
 			})
 		}
 	})
+	waitDialLoops(t)
 	waitUntil(t, "the scripts' fds to be closed", func() bool { return openFDs(t) <= fds })
 }
 
+// FuzzEngines runs a seed's script over every transport.
 func FuzzEngines(f *testing.F) {
 	for _, seed := range []uint64{0, 1, 0x2a, 0xfeed, 0xdeadbeef, 1 << 63} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, seed uint64) {
-		runSeed(t, seed, genOpts{maxBig: stressMaxBig},
-			"go test -run FuzzEngines . (a failing input is kept in testdata/fuzz/FuzzEngines)")
+		for _, tr := range stressTransports {
+			t.Run(string(tr), func(t *testing.T) {
+				runSeed(t, seed, tr, genOpts{maxBig: stressMaxBig},
+					"go test -run FuzzEngines . (a failing input is kept in testdata/fuzz/FuzzEngines)")
+			})
+		}
 	})
 }
 
@@ -1036,23 +1058,26 @@ func TestEnginesAgreeConcurrent(t *testing.T) {
 		n = 20
 	}
 	fds := warmFDs(t)
-	t.Run("conns", func(t *testing.T) {
-		o := genOpts{maxBig: 256 << 10, noHalfOpen: true}
-		std := startStressServer(t, EngineStd, false, 0)
-		ep := startStressServer(t, EngineEpoll, false, 2)
-		scripts := make([]*script, n)
-		obs := make([][2]observation, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			scripts[i] = genScript(0x10000+uint64(i), o)
-			for e, s := range []*stressServer{std, ep} {
-				wg.Go(func() { obs[i][e] = scripts[i].run(s) })
+	for _, tr := range stressTransports {
+		t.Run(string(tr), func(t *testing.T) {
+			o := tr.genOpts(genOpts{maxBig: 256 << 10, noHalfOpen: true})
+			std := startStressServer(t, EngineStd, tr, false, 0)
+			ep := startStressServer(t, EngineEpoll, tr, false, 2)
+			scripts := make([]*script, n)
+			obs := make([][2]observation, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				scripts[i] = genScript(0x10000+uint64(i), o)
+				for e, s := range []*stressServer{std, ep} {
+					wg.Go(func() { obs[i][e] = scripts[i].run(s) })
+				}
 			}
-		}
-		wg.Wait()
-		for i, sc := range scripts {
-			checkEngines(t, sc, obs[i][0], obs[i][1], "go test -run TestEnginesAgreeConcurrent .")
-		}
-	})
+			wg.Wait()
+			for i, sc := range scripts {
+				checkEngines(t, sc, obs[i][0], obs[i][1], fmt.Sprintf("go test -run TestEnginesAgreeConcurrent/%s .", tr))
+			}
+		})
+	}
+	waitDialLoops(t)
 	waitUntil(t, "the scripts' fds to be closed", func() bool { return openFDs(t) <= fds })
 }

@@ -30,18 +30,19 @@ func (l *loop) accept(el *epListener) {
 		}
 		var fd int
 		var raddr netip.AddrPort
+		var name string
 		var err syscall.Errno
 		if ep.atLimit.Load() {
 			ep.reserveMu.Lock()
-			fd, raddr, err = rawsys.Accept(el.fd)
+			fd, raddr, name, err = el.accept()
 			ep.reserveMu.Unlock()
 		} else {
-			fd, raddr, err = rawsys.Accept(el.fd)
+			fd, raddr, name, err = el.accept()
 		}
 		switch err {
 		case 0:
 			l.open++ // before serve: release may follow at once
-			l.serve(fd, raddr, el)
+			l.serve(fd, raddr, name, el)
 			continue
 		case unix.EAGAIN:
 			return
@@ -99,10 +100,14 @@ func (l *loop) shed(el *epListener, cause syscall.Errno) bool {
 		return false
 	}
 	unix.Close(ep.reserve)
-	fd, raddr, err := rawsys.Accept(el.fd)
+	fd, raddr, name, err := el.accept()
 	if err == 0 {
 		unix.Close(fd)
-		l.s.reject(net.TCPAddrFromAddrPort(raddr), &net.OpError{Op: "accept", Net: "tcp", Addr: el.ln.Addr(), Err: os.NewSyscallError("accept4", cause)})
+		var remote net.Addr = net.TCPAddrFromAddrPort(raddr)
+		if el.ext.network == "unix" {
+			remote = &net.UnixAddr{Name: name, Net: "unix"}
+		}
+		l.s.reject(remote, &net.OpError{Op: "accept", Net: el.ext.network, Addr: el.ln.Addr(), Err: os.NewSyscallError("accept4", cause)})
 	}
 	ep.takeReserveLocked()
 	// EAGAIN: another loop took it; the caller's next accept says so.
@@ -120,24 +125,47 @@ func (ep *epServer) takeReserveLocked() bool {
 	return true
 }
 
+// accept accepts a connection from el: the peer's IP address and port
+// for TCP, its name for a Unix socket ("@" if it bound none).
+func (el *epListener) accept() (fd int, raddr netip.AddrPort, name string, errno syscall.Errno) {
+	if el.ext.network != "unix" {
+		fd, raddr, errno = rawsys.Accept(el.fd)
+		return fd, raddr, "", errno
+	}
+	fd, sa, err := unix.Accept4(el.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	if err != nil {
+		errno, _ = err.(syscall.Errno)
+		if errno == 0 {
+			errno = unix.EINVAL
+		}
+		return -1, raddr, "", errno
+	}
+	if su, ok := sa.(*unix.SockaddrUnix); ok {
+		name = su.Name
+	}
+	return fd, raddr, name, 0
+}
+
 // serve takes on an accepted socket: the limits, the registration, and
-// OnConnect. The connection joins the loop's table before the limits are
+// OnConnect; or, for a Server with a Preamble or a Handshake, those
+// first. The connection joins the loop's table before the limits are
 // checked: see Server.trackConn.
-func (l *loop) serve(fd int, raddr netip.AddrPort, el *epListener) {
-	c := newEpConn(l, fd, raddr, el)
+func (l *loop) serve(fd int, raddr netip.AddrPort, name string, el *epListener) {
+	ext := el.ext
+	if name != "" && name != unnamedPeer.Name || l.s.Preamble != nil || l.s.Handshake != nil {
+		ext = &epExt{ln: el, network: ext.network}
+		if name != "" && name != unnamedPeer.Name {
+			ext.remote = &net.UnixAddr{Name: name, Net: "unix"}
+		}
+	}
+	c := newEpConn(l, fd, raddr, ext)
+	if l.s.Preamble != nil || l.s.Handshake != nil {
+		l.serveShake(c)
+		return
+	}
 	l.add(c)
 	if err := l.s.trackConn(&c.Conn, false); err != nil {
-		c.mu.Lock()
-		c.fd = -1 // never served: a Close or Shutdown that found it leaves it be
-		c.mu.Unlock()
-		l.mu.Lock()
-		l.dropLocked(c)
-		l.mu.Unlock()
-		l.open--
-		rawsys.Close(fd)
-		if err != ErrServerClosed {
-			l.s.reject(c.RemoteAddr(), err)
-		}
+		l.refuse(c, err)
 		return
 	}
 	if errno := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, connEvents, c.slot+connTag); errno != 0 {
@@ -149,6 +177,16 @@ func (l *loop) serve(fd int, raddr netip.AddrPort, el *epListener) {
 	if l.eagerRead() {
 		l.read(c)
 		l.eagerHit(c.BytesRead() > 0 || c.flags.has(fPeerEnded|fDead))
+	}
+}
+
+// refuse closes c, in the loop's table and not served, because err (a
+// limit) says it may not be.
+func (l *loop) refuse(c *epConn, err error) {
+	remote := c.RemoteAddr()
+	l.closeFD(c, false) // never served: a Close or Shutdown that found it leaves it be
+	if err != ErrServerClosed {
+		l.s.reject(remote, err)
 	}
 }
 

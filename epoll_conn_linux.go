@@ -20,8 +20,8 @@ import (
 type epConn struct {
 	Conn
 	l     *loop
-	ln    *epListener
-	raddr netip.Addr // the peer's address (and rport its port), as accept gave it
+	ext   *epExt     // never nil, never replaced: a plain TCP connection shares its listener's
+	raddr netip.Addr // the peer's IP address (and rport its port), as accept gave it; invalid for a Unix socket
 	due   int64      // when the loop looks at this connection's timers next; under loop.mu
 	held  []byte     // an unfinished framed message, and messages a pause held back; the loop's
 	fd    int32      // -1 once the loop closed it; under Conn.mu for other goroutines
@@ -34,8 +34,33 @@ type epConn struct {
 	waiting bool // reading stopped (paused, backlogged) with input maybe pending
 }
 
-func newEpConn(l *loop, fd int, raddr netip.AddrPort, el *epListener) *epConn {
-	c := &epConn{l: l, ln: el, raddr: raddr.Addr(), rport: raddr.Port(), fd: int32(fd), hidx: -1}
+// An epExt is what a connection's transport knows beyond a TCP socket
+// accepted with nothing before its data: the network, addresses of its
+// own, the state of its preamble or Handshake, and the connection its
+// bytes pass through (TLS). The plain connections of a listener share
+// its one, which is never written; a connection that needs more has its
+// own.
+type epExt struct {
+	ln      *epListener // the listener that accepted it; nil for a dialed one
+	network string      // "tcp" or "unix", for errors
+
+	// Addresses of the connection's own: a preamble's, a Handshake's
+	// connection's, a dialed connection's, a Unix peer's name. Written
+	// before the connection is served; nil means the socket's.
+	remote, local net.Addr
+
+	// While the connection reads its preamble or runs Handshake; set to
+	// nil under loop.mu once it is served.
+	shake *epShake
+
+	// The connection its bytes pass through, once Handshake returned one
+	// (TLS); nil for a socket's bytes as they are. Written before the
+	// connection is served, under Conn.mu.
+	st *epStream
+}
+
+func newEpConn(l *loop, fd int, raddr netip.AddrPort, ext *epExt) *epConn {
+	c := &epConn{l: l, ext: ext, raddr: raddr.Addr(), rport: raddr.Port(), fd: int32(fd), hidx: -1}
 	c.init(c, &l.s.Events, &l.s.ConnOptions, l.s)
 	return c
 }
@@ -52,8 +77,15 @@ func (l *loop) read(c *epConn) {
 	if c.flags.has(fPeerEnded | fDead) { // the peer's FIN was read: nothing more to read
 		return
 	}
-	if len(c.held) > 0 && !c.mustWait() && !c.deliverHeld(nil) { // messages a pause held back
-		c.waiting = c.mustWait()
+	if sh := c.ext.shake; sh != nil {
+		l.readShake(c, sh)
+		return
+	}
+	if !c.deliverHeld0() {
+		return
+	}
+	if c.ext.st != nil {
+		l.readStream(c, c.ext.st)
 		return
 	}
 	for i := 0; ; i++ {
@@ -94,6 +126,26 @@ func (l *loop) read(c *epConn) {
 	}
 }
 
+// deliverHeld0 delivers what is held before anything is read: messages
+// a pause held back, or the bytes that came after a preamble or a
+// Handshake in the same reads. It reports whether to read on.
+func (c *epConn) deliverHeld0() bool {
+	if len(c.held) == 0 || c.mustWait() {
+		return true
+	}
+	if c.opt.Framing == Raw {
+		p := c.held
+		c.held = nil
+		c.deliver(p)
+		return !c.flags.has(fDead)
+	}
+	if !c.deliverHeld(nil) {
+		c.waiting = c.mustWait()
+		return false
+	}
+	return true
+}
+
 // deliverHeld delivers the framed messages in what is held and p, p being
 // in the loop's buffer, and holds what is left (in a buffer of its own, so
 // an idle connection between messages holds none). It reports whether to
@@ -119,6 +171,10 @@ func (c *epConn) deliverHeld(p []byte) bool {
 // flush writes queued output when the socket takes more; when it is all
 // out, the flush ends (a pending FIN, OnDrain), and reading resumes.
 func (l *loop) flush(c *epConn) {
+	if c.ext.shake != nil || c.ext.st != nil {
+		l.flushStream(c)
+		return
+	}
 	c.mu.Lock()
 	if c.flags.has(fDead) || !c.flags.has(fFlushing) {
 		c.mu.Unlock()
@@ -150,6 +206,13 @@ func (l *loop) flush(c *epConn) {
 	}
 	c.out = nil // an idle connection keeps no buffer
 	c.watchOutputLocked(false)
+	l.flushed(c, wrote)
+}
+
+// flushed ends a flush whose queue is empty: the FIN End left to it,
+// OnDrain, and reading again if the backlog stopped it. c.mu is held,
+// and released.
+func (l *loop) flushed(c *epConn, wrote int) {
 	fin, drain := c.flushedLocked()
 	c.mu.Unlock()
 	c.traceWrote(wrote)
@@ -169,32 +232,57 @@ func (c *Conn) traceWrote(n int) {
 // release closes c's fd and reports the close: the last of a connection,
 // run on its loop once it was closed.
 func (l *loop) release(c *epConn) {
+	if c.ext.shake != nil { // closed before it was served: only its Handshake may be running
+		l.abortShake(c)
+		return
+	}
 	c.mu.Lock()
 	if c.released() {
 		c.mu.Unlock()
 		return
 	}
-	fd := int(c.fd)
-	c.fd = -1
 	err := c.err
 	c.mu.Unlock()
-	if cutsOnClose(err) { // cut: a reset, as abortOnClose does
+	if st := c.ext.st; st != nil && !cutsOnClose(err) {
+		st.close() // TLS's close_notify, if the kernel takes it at once
+	}
+	l.closeFD(c, cutsOnClose(err))
+	c.finish()
+}
+
+// closeFD closes c's fd, with a reset if abort is set, and takes c off
+// the loop: the end of a connection, served or not.
+func (l *loop) closeFD(c *epConn, abort bool) {
+	c.mu.Lock()
+	fd := int(c.fd)
+	c.fd = -1
+	c.mu.Unlock()
+	if sh := c.ext.shake; sh != nil && sh.a.Load() != nil {
+		sh.a.Load().dropFD() // its writes see the fd gone
+	} else if st := c.ext.st; st != nil {
+		st.dropFD()
+	}
+	if fd < 0 {
+		return
+	}
+	if abort { // cut: a reset, as abortOnClose does
 		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
 	rawsys.Close(fd)
-	if ep := l.s.ep; ep.atLimit.Load() {
-		ep.reserveMu.Lock()
-		if ep.reserve < 0 { // lost at the limit: this fd's slot makes a new one
-			ep.takeReserveLocked()
+	if l.s != nil {
+		if ep := l.s.ep; ep.atLimit.Load() {
+			ep.reserveMu.Lock()
+			if ep.reserve < 0 { // lost at the limit: this fd's slot makes a new one
+				ep.takeReserveLocked()
+			}
+			ep.reserveMu.Unlock()
 		}
-		ep.reserveMu.Unlock()
 	}
 	l.mu.Lock()
 	l.timers.remove(c)
 	l.dropLocked(c)
 	l.mu.Unlock()
 	l.open--
-	c.finish()
 }
 
 // The transport.
@@ -203,6 +291,9 @@ func (l *loop) release(c *epConn) {
 func (c *epConn) tryWrite(p []byte) (int, error) {
 	if c.released() {
 		return 0, net.ErrClosed
+	}
+	if st := c.ext.st; st != nil {
+		return st.tryWrite(p)
 	}
 	n := 0
 	for n < len(p) {
@@ -238,12 +329,15 @@ func (c *epConn) watchOutputLocked(on bool) {
 }
 
 func (c *epConn) closeWrite() error {
+	if st := c.ext.st; st != nil {
+		return st.closeWrite()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.released() {
 		return net.ErrClosed
 	}
-	if errno := rawsys.Shutdown(int(c.fd), unix.SHUT_WR); errno != 0 {
+	if errno := rawsys.Shutdown(int(c.fd), unix.SHUT_WR); errno != 0 && !peerGone(errno) {
 		return errno
 	}
 	return nil
@@ -272,16 +366,42 @@ func (c *epConn) control(f func(fd uintptr)) bool {
 }
 
 // remoteIP is the peer's address without building a net.Addr, for
-// Server.MaxConnsPerIP.
-func (c *epConn) remoteIP() netip.Addr { return c.raddr }
-
-func (c *epConn) remoteAddr() net.Addr {
-	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(c.raddr, c.rport))
+// Server.MaxConnsPerIP: the socket's, or the one a preamble or Handshake
+// gave.
+func (c *epConn) remoteIP() netip.Addr {
+	if r := c.ext.remote; r != nil {
+		if ta, ok := r.(*net.TCPAddr); ok {
+			ip, _ := netip.AddrFromSlice(ta.IP)
+			return ip
+		}
+		return netip.Addr{}
+	}
+	return c.raddr
 }
 
+func (c *epConn) remoteAddr() net.Addr {
+	switch {
+	case c.ext.remote != nil:
+		return c.ext.remote
+	case c.raddr.IsValid():
+		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(c.raddr, c.rport))
+	}
+	return unnamedPeer // a Unix socket's peer that bound no name, as the net package names it
+}
+
+// unnamedPeer is the address of a Unix socket's peer that bound no name.
+var unnamedPeer = &net.UnixAddr{Name: "@", Net: "unix"}
+
 // localAddr asks the kernel; once the fd is gone it falls back to the
-// listener's address.
+// listener's address. A Unix socket's is its listener's.
 func (c *epConn) localAddr() net.Addr {
+	x := c.ext
+	switch {
+	case x.local != nil:
+		return x.local
+	case x.network == "unix" && x.ln != nil:
+		return x.ln.ln.Addr()
+	}
 	var ap netip.AddrPort
 	c.control(func(fd uintptr) {
 		if sa, err := unix.Getsockname(int(fd)); err == nil {
@@ -291,13 +411,16 @@ func (c *epConn) localAddr() net.Addr {
 	if ap.IsValid() {
 		return net.TCPAddrFromAddrPort(ap)
 	}
-	return c.ln.ln.Addr()
+	if x.ln != nil {
+		return x.ln.ln.Addr()
+	}
+	return nil
 }
 
 // opError wraps a system call's error as the net package does, so both
 // engines report failures alike.
-func (c *Conn) opError(op, syscallName string, errno syscall.Errno) error {
-	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(syscallName, errno)}
+func (c *epConn) opError(op, syscallName string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: c.ext.network, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(syscallName, errno)}
 }
 
 func sockaddrToAddrPort(sa unix.Sockaddr) netip.AddrPort {

@@ -46,6 +46,7 @@ type epServer struct {
 type epListener struct {
 	fd   int
 	ln   net.Listener
+	ext  *epExt        // what its plain connections share: the listener, the network
 	left atomic.Int32  // loops it is still registered with
 	done chan struct{} // closed when no loop accepts on it any more
 }
@@ -92,10 +93,16 @@ func dupListener(ln net.Listener) (*epListener, error) {
 	if derr != nil {
 		return nil, fmt.Errorf("tcpkit: duplicating the listener: %w", derr)
 	}
-	// Accepted sockets inherit TCP_NODELAY from the listener, as the
-	// standard engine sets it on each: no Nagle delay on small replies.
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	return &epListener{fd: fd, ln: ln, done: make(chan struct{})}, nil
+	el := &epListener{fd: fd, ln: ln, done: make(chan struct{})}
+	el.ext = &epExt{ln: el, network: "tcp"}
+	if _, ok := ln.(*net.UnixListener); ok {
+		el.ext.network = "unix"
+	} else {
+		// Accepted sockets inherit TCP_NODELAY from the listener, as the
+		// standard engine sets it on each: no Nagle delay on small replies.
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	return el, nil
 }
 
 // trackEpListener registers ln and el, starting the loops on first use,
@@ -195,7 +202,7 @@ func (s *Server) appendEpConns(list []*Conn) []*Conn {
 	for _, l := range ep.loops {
 		l.mu.Lock()
 		for _, c := range l.conns {
-			if c != nil {
+			if c != nil && c.ext.shake == nil { // one in handshake is in s.shaking
 				list = append(list, &c.Conn)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -14,14 +15,17 @@ import (
 	"tcpkit/internal/rawsys"
 )
 
-// A loop is one event loop.
+// A loop is one event loop: a Server's, or one of the loops Dial runs
+// connections on (s is nil, group is set).
 type loop struct {
 	s      *Server
+	group  *dialGroup
 	epfd   int
 	file   *os.File        // epfd, registered with the runtime's poller
 	raw    syscall.RawConn // file's, to park on it
 	wakefd int             // an eventfd: written to wake the loop from epoll_wait
 	buf    []byte
+	plain  []byte // what connections whose bytes pass through a Handshake's connection (TLS) read into; made on first use
 	events []unix.EpollEvent
 
 	// Owned by the loop goroutine.
@@ -35,6 +39,8 @@ type loop struct {
 	eager     int                // the score of reads right after accept: try them while positive
 	accepted  int                // connections accepted, for eagerRead's probes
 	exiting   bool               // done said so: run exits once the read returns
+
+	holds atomic.Int32 // a Dial loop's: Dials setting up a connection on it; it does not exit meanwhile
 
 	mu sync.Mutex
 	// The loop's connections by slot, the slot being in their epoll
@@ -60,12 +66,17 @@ const (
 	taskShutdown                     // Server.Shutdown: end the conn gracefully, between callbacks
 	taskListen                       // start accepting on a listener
 	taskUnlisten                     // stop accepting on it
+	taskShaken                       // the conn's Handshake returned: serve it, or close it
+	taskAbort                        // Server.Close cut the conn while it read its preamble
+	taskWatch                        // the conn's Handshake queued output: watch for room
+	taskDialed                       // Dial connected the conn: register it; serve it unless Handshake is to run
 )
 
 type task struct {
 	kind taskKind
 	c    *epConn
 	ln   *epListener
+	done chan struct{} // taskDialed, taskShaken: closed once the conn is registered, or served
 }
 
 // maxReadsPerEvent bounds how many full buffers one connection may read
@@ -267,7 +278,7 @@ func (l *loop) chores() {
 // post know to wake it, and sets the epoll file's deadline to that time.
 func (l *loop) park() bool {
 	l.mu.Lock()
-	if len(l.tasks) > 0 || len(l.pending) > 0 || l.stopping && l.open == 0 && len(l.listeners) == 0 {
+	if len(l.tasks) > 0 || len(l.pending) > 0 || l.open == 0 && len(l.listeners) == 0 && (l.stopping || l.group != nil && l.holds.Load() == 0) {
 		l.mu.Unlock()
 		return false // work to do, or done may exit the loop
 	}
@@ -371,7 +382,9 @@ func (l *loop) do(t task) {
 		l.release(t.c)
 	case taskRead:
 		if !t.c.released() {
-			t.c.readingResumed()
+			if t.c.ext.shake == nil {
+				t.c.readingResumed()
+			}
 			l.read(t.c)
 		}
 	case taskShutdown:
@@ -395,6 +408,16 @@ func (l *loop) do(t task) {
 				break
 			}
 		}
+	case taskShaken:
+		l.shaken(t.c, t.done)
+	case taskAbort:
+		if sh := t.c.ext.shake; sh != nil && sh.a.Load() == nil {
+			l.dropShake(t.c, nil) // reading its preamble: no Handshake to wait for
+		}
+	case taskWatch:
+		l.watchShake(t.c)
+	case taskDialed:
+		l.dialed(t.c, t.done)
 	}
 }
 
@@ -407,10 +430,14 @@ func (l *loop) unlisten(el *epListener) {
 }
 
 // done reports whether the loop has nothing left to do and exits it: the
-// server is shutting down, and no connection or listener is left.
+// server is shutting down, and no connection or listener is left; or, on
+// a Dial loop, no connection is left and no Dial is setting one up.
 func (l *loop) done() bool {
 	if l.open > 0 || len(l.listeners) > 0 {
 		return false
+	}
+	if l.group != nil {
+		return l.group.leave(l)
 	}
 	l.mu.Lock()
 	if !l.stopping || len(l.tasks) > 0 {
@@ -426,6 +453,9 @@ func (l *loop) done() bool {
 // the epoll file (closing a file waits for its reads to return).
 func (l *loop) exit() {
 	l.closeFDs()
+	if l.group != nil {
+		return
+	}
 	s := l.s
 	s.mu.Lock()
 	s.ep.running--
@@ -449,7 +479,11 @@ func (l *loop) fireTimers(now int64) {
 		}
 		c := l.timers.pop()
 		l.mu.Unlock()
-		c.expire(now)
+		if sh := c.ext.shake; sh != nil {
+			l.shakeExpired(c, sh, now)
+		} else {
+			c.expire(now)
+		}
 	}
 	if l.backoff > 0 && now >= l.backoff {
 		l.resumeAccepting()

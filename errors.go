@@ -50,7 +50,22 @@ var (
 	// connection went over Server.MaxConnsPerIP.
 	ErrTooManyConnsFromIP = errors.New("tcpkit: too many connections from one address")
 
+	// ErrPreambleTimeout is what Preamble.Parse is shown as end once the
+	// preamble's Timeout passed, and the error of a connection refused
+	// then if Parse does not say another. Its Timeout method reports
+	// true, as a net.Error's does after a deadline.
+	ErrPreambleTimeout error = preambleTimeout{}
+
+	// ErrPreambleTooLarge is the error of a connection refused because
+	// its Preamble.Parse still wanted more after MaxPreamble bytes.
+	ErrPreambleTooLarge = errors.New("tcpkit: preamble too large")
+
 	// ErrServerClosed is returned by Server.Serve and ListenAndServe after
 	// Shutdown or Close. It marks a normal stop, not a failure.
 	ErrServerClosed = errors.New("tcpkit: server closed")
 )
+
+type preambleTimeout struct{}
+
+func (preambleTimeout) Error() string { return "tcpkit: the preamble did not come whole in time" }
+func (preambleTimeout) Timeout() bool { return true }

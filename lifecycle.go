@@ -19,11 +19,15 @@ type PanicError struct {
 
 func (e *PanicError) Error() string { return fmt.Sprintf("tcpkit: panic in callback: %v", e.Value) }
 
-// start reports the connection established: the timers start, OnConnect
-// runs, and a connection accepted during a Shutdown is ended gracefully.
+// start reports the connection established: OnConnect runs, then the
+// timers start (counting from the connection's start: a timeout that
+// came due meanwhile fires at once), and a connection accepted during a
+// Shutdown is ended gracefully. The timers start after OnConnect so that
+// no timeout fires before it: the std engine's timer fires on a
+// goroutine of its own, which could take evMu first.
 func (c *Conn) start() {
-	c.rearm(monoNow())
 	c.call(c.ev.OnConnect)
+	c.rearm(monoNow())
 	if c.srv != nil && c.srv.inShutdown.Load() {
 		c.t.shutdown()
 	}

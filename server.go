@@ -3,6 +3,7 @@ package tcpkit
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -38,18 +39,31 @@ type Server struct {
 	// address, the same way. Zero means no cap.
 	MaxConnsPerIP int
 
-	// Handshake, if set, runs on each accepted connection before anything
-	// else, on a goroutine of its own so that a slow peer holds up no
-	// other: to read a PROXY protocol header, or to complete a TLS
-	// handshake. It returns the connection to serve (nc, or one wrapping
-	// it, whose RemoteAddr the limits and callbacks then see). An error
-	// closes nc and goes to OnReject.
+	// Preamble, if set, is read from each accepted connection before
+	// anything else: a PROXY protocol header, say. See Preamble.
+	Preamble *Preamble
+
+	// Handshake, if set, runs on each accepted connection after its
+	// Preamble and before anything else, on a goroutine of its own so
+	// that a slow peer holds up no other: to complete a TLS handshake,
+	// say. It returns the connection to serve: nc, or one that reads from
+	// and writes to nc, such as tls.Server(nc, config), whose RemoteAddr
+	// the limits and callbacks then see. An error closes nc and goes to
+	// OnReject.
+	//
+	// On the epoll engine, nc is fed by the connection's loop, and once
+	// Handshake returned the loop reads and writes through the connection
+	// it returned, with no goroutine: its Read must not wait, and must
+	// pass on the error nc's Read returns when nothing has come yet, an
+	// error whose Timeout method reports true, as after a read deadline
+	// (a tls.Conn does both). A connection that does otherwise needs
+	// EngineStd.
 	Handshake func(nc net.Conn) (net.Conn, error)
 
 	// Engine is the machinery connections run on; the zero value,
-	// EngineAuto, picks epoll event loops on Linux where they can serve
-	// and a goroutine per connection elsewhere. See Engine for what a
-	// callback may do on each.
+	// EngineAuto, picks epoll event loops on Linux (for TCP and Unix
+	// socket listeners) and a goroutine per connection elsewhere. See
+	// Engine for what a callback may do on each.
 	Engine Engine
 
 	// Loops is how many event loops the epoll engine runs. Zero means one
@@ -68,11 +82,11 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[*Conn]struct{}    // the std engine's; the epoll engine's are in its loops
-	shaking   map[net.Conn]struct{} // accepted, in Handshake
-	perIP     map[netip.Addr]int    // open connections by client address, kept when MaxConnsPerIP > 0
-	drained   chan struct{}         // closed when conns empties during Shutdown
-	ep        *epServer             // the epoll engine's loops, once started
+	conns     map[*Conn]struct{}     // the std engine's; the epoll engine's are in its loops
+	shaking   map[io.Closer]struct{} // accepted, reading their Preamble or in Handshake; Close cuts them
+	perIP     map[netip.Addr]int     // open connections by client address, kept when MaxConnsPerIP > 0
+	drained   chan struct{}          // closed when conns empties during Shutdown
+	ep        *epServer              // the epoll engine's loops, once started
 }
 
 // ListenAndServe listens on s.Addr and serves connections until Shutdown
@@ -119,7 +133,7 @@ func (s *Server) reject(remote net.Addr, err error) {
 
 // isShaking reports whether nc is still in Handshake: Close has not cut
 // it.
-func (s *Server) isShaking(nc net.Conn) bool {
+func (s *Server) isShaking(nc io.Closer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.shaking[nc]
@@ -129,7 +143,7 @@ func (s *Server) isShaking(nc net.Conn) bool {
 // trackShaking adds nc to, or removes it from, the connections in
 // Handshake. Adding reports false once the server is shutting down;
 // removing, false if Close or Shutdown closed nc meanwhile.
-func (s *Server) trackShaking(nc net.Conn, add bool) bool {
+func (s *Server) trackShaking(nc io.Closer, add bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !add {
@@ -142,14 +156,14 @@ func (s *Server) trackShaking(nc net.Conn, add bool) bool {
 		return false
 	}
 	if s.shaking == nil {
-		s.shaking = make(map[net.Conn]struct{})
+		s.shaking = make(map[io.Closer]struct{})
 	}
 	s.shaking[nc] = struct{}{}
 	return true
 }
 
 // Conns returns the number of open connections: served, or accepted and
-// still in Handshake.
+// still reading their Preamble or in Handshake.
 func (s *Server) Conns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -307,3 +307,11 @@ func TestPerIPPlaceFreeInOnClose(t *testing.T) {
 		second.Close()
 	}
 }
+
+// shakingCount is how many connections are reading their Preamble or in
+// Handshake.
+func (s *Server) shakingCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.shaking)
+}

@@ -1,6 +1,7 @@
 package tcpkit
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ type stdConn struct {
 	Conn
 	nc      net.Conn
 	tw      *tryWriter    // nonblocking writes on nc's fd; nil where it has none (TLS)
+	st      *stdStream    // nc is TLS over a stdSock: records go out as plain bytes do; nil otherwise
 	cond    *sync.Cond    // on Conn.mu: reading may resume, or the connection closed
 	closing chan struct{} // closed by close
 	flushWG sync.WaitGroup
@@ -153,6 +155,9 @@ func (s *stdConn) waitReading() bool {
 }
 
 func (s *stdConn) tryWrite(p []byte) (int, error) {
+	if s.st != nil {
+		return s.st.tryWrite(p)
+	}
 	if s.tw == nil {
 		return 0, nil
 	}
@@ -201,13 +206,18 @@ func (s *stdConn) flush() {
 	s.afterFlush(fin, drain)
 }
 
-// streamChunk is how much flush hands a connection without an fd (TLS) in
-// one blocking write under a stall limit: progress is seen per chunk.
+// streamChunk is how much plaintext is made into TLS records at once,
+// ahead of the kernel, and how much flush hands a connection without an
+// fd in one blocking write under a stall limit: progress is seen per
+// chunk.
 const streamChunk = 16 << 10
 
 // writeOut writes from buf, blocking until some of it is written or the
 // write fails, and returns how much was written.
 func (s *stdConn) writeOut(buf []byte, limit time.Duration) (int, error) {
+	if s.st != nil {
+		return s.st.writeOut(buf)
+	}
 	if s.tw != nil {
 		n, err := s.tw.writeWait(buf)
 		if err != nil {
@@ -228,11 +238,27 @@ func (s *stdConn) writeOut(buf []byte, limit time.Duration) (int, error) {
 var errNoHalfClose = errors.New("tcpkit: the connection cannot half-close")
 
 func (s *stdConn) closeWrite() error {
-	cw, ok := s.nc.(interface{ CloseWrite() error })
+	if s.st != nil {
+		return s.st.closeWrite()
+	}
+	return closeWriteAll(s.nc)
+}
+
+// closeWriteAll half-closes nc: for TLS, a close_notify alert, then the
+// FIN of the connection beneath, as on plain TCP (tls.Conn's CloseWrite
+// sends only the alert).
+func closeWriteAll(nc net.Conn) error {
+	cw, ok := nc.(interface{ CloseWrite() error })
 	if !ok {
 		return errNoHalfClose
 	}
-	return cw.CloseWrite()
+	if err := cw.CloseWrite(); err != nil && !peerGone(err) {
+		return err
+	}
+	if tc, ok := nc.(*tls.Conn); ok {
+		return closeWriteAll(tc.NetConn())
+	}
+	return nil
 }
 
 // schedule sets the timer to fire by due, if it is not set to fire
@@ -308,7 +334,11 @@ func abortOnClose(nc net.Conn) {
 }
 
 func (s *stdConn) control(f func(fd uintptr)) bool {
-	sc, ok := s.nc.(syscall.Conn)
+	var nc net.Conn = s.nc
+	if s.st != nil {
+		nc = s.st.k
+	}
+	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return false
 	}

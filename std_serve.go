@@ -8,8 +8,8 @@ import (
 )
 
 // The standard engine's Serve: an accept loop on the net package, a
-// Handshake per connection on a goroutine of its own, and a stdConn for
-// each connection served.
+// Preamble and a Handshake per connection on a goroutine of its own, and
+// a stdConn for each connection served.
 
 // serveStd is Serve on the standard engine: a goroutine per connection.
 func (s *Server) serveStd(ln net.Listener) error {
@@ -33,8 +33,8 @@ func (s *Server) serveStd(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		if s.Handshake == nil {
-			s.serveConn(nc, false)
+		if s.Handshake == nil && s.Preamble == nil {
+			s.serveConn(nc, nil, false)
 			continue
 		}
 		if !s.trackShaking(nc, true) {
@@ -42,7 +42,7 @@ func (s *Server) serveStd(ln net.Listener) error {
 			continue
 		}
 		go func() {
-			hc, err := s.Handshake(nc)
+			hc, k, err := s.shake(nc)
 			if err != nil {
 				// Told before the connection stops counting as open, so
 				// that a Shutdown waiting for it returns after OnReject:
@@ -62,16 +62,51 @@ func (s *Server) serveStd(ln net.Listener) error {
 			}
 			// Accepted before any Shutdown: served even during one, as a
 			// balancer may have passed on a request already.
-			s.serveConn(hc, true)
+			s.serveConn(hc, k, true)
 		}()
 	}
+}
+
+// shake reads nc's Preamble, then runs Handshake, each if set, and
+// returns the connection to serve, with the stdSock the Handshake got if
+// it returned something over it.
+func (s *Server) shake(nc net.Conn) (net.Conn, *stdSock, error) {
+	if s.Preamble != nil {
+		var err error
+		if nc, err = readPreamble(nc, s.Preamble); err != nil {
+			return nil, nil, err
+		}
+	}
+	if s.Handshake == nil {
+		return nc, nil, nil
+	}
+	return stdHandshake(nc, func(hin net.Conn) (net.Conn, error) { return s.Handshake(hin) })
+}
+
+// stdHandshake runs hook on nc, as a stdSock where it can, and returns
+// what the hook returned: nc itself if it returned the stdSock.
+func stdHandshake(nc net.Conn, hook func(net.Conn) (net.Conn, error)) (net.Conn, *stdSock, error) {
+	k := newStdSock(nc)
+	hin := nc
+	if k != nil {
+		hin = k
+	}
+	hc, err := hook(hin)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case hc == hin:
+		return nc, nil, nil
+	}
+	return hc, k, nil
 }
 
 // serveConn serves an accepted connection, or closes it at once if a
 // limit says no. A connection accepted before a Shutdown (accepted) is
 // served during it too, and then ended gracefully.
-func (s *Server) serveConn(nc net.Conn, accepted bool) {
+func (s *Server) serveConn(nc net.Conn, k *stdSock, accepted bool) {
 	c := newStdConn(nc, &s.Events, &s.ConnOptions, s)
+	c.st = stdStreamOf(nc, k)
 	if err := s.trackConn(&c.Conn, accepted); err != nil {
 		nc.Close()
 		if err != ErrServerClosed {

@@ -1,6 +1,10 @@
 package tcpkit
 
-import "net"
+import (
+	"errors"
+	"net"
+	"syscall"
+)
 
 // The boundary between a connection's lifecycle and the engine under it.
 //
@@ -22,11 +26,12 @@ import "net"
 //   - the connection released, once nothing of the engine runs for it
 //     any more: finish, which reports OnError and OnClose.
 //
-// Nothing in the lifecycle asks which engine runs it. A transport may
-// sit on a socket's file descriptor (both engines today), on a stream
-// that has none (a TLS connection, a net.Conn from a Handshake), or on
-// a connection being dialed: tryWrite may take nothing, control may
-// report no fd.
+// Nothing in the lifecycle asks which engine runs it. A transport sits
+// on a socket's file descriptor, TCP or Unix, accepted or dialed; its
+// bytes may pass through what a Handshake returned (TLS: records made at
+// tryWrite, at most streamChunk ahead of the kernel), or through a
+// net.Conn with no fd (the std engine, for a Handshake's connection of
+// another kind: tryWrite takes nothing, control reports no fd).
 type transport interface {
 	// tryWrite hands the kernel what it takes of p without blocking and
 	// returns how much that was; c.mu is held. A transport that cannot
@@ -40,7 +45,9 @@ type transport interface {
 
 	// closeWrite sends our FIN (shutdown of the write side); c.mu is not
 	// held. An error, or a transport that cannot half-close, makes the
-	// lifecycle close the connection.
+	// lifecycle close the connection. A peer that reset the connection
+	// already is no error here (see peerGone): the reset is the read
+	// side's to report, as it is when it comes after the FIN.
 	closeWrite() error
 
 	// schedule makes sure c.expire runs by due, a monoNow reading; it may
@@ -68,4 +75,13 @@ type transport interface {
 
 	remoteAddr() net.Addr
 	localAddr() net.Addr
+}
+
+// peerGone reports whether err says the peer reset the connection: a
+// half-close that meets it has nothing left to do, and the reading side
+// reports the reset. With TLS the peer may read our close_notify, its
+// end of the stream, and reset before our FIN goes out: the FIN's
+// shutdown then fails (ENOTCONN), and the reset must still show as one.
+func peerGone(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ENOTCONN)
 }

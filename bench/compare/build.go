@@ -21,6 +21,8 @@ type binaries struct {
 	cGen       string // servers/c/gen.c
 	node       string // node on the PATH
 	nodeScript string // the parent module's testdata/node/seed-server.js
+	cert, key  string // a certificate and key from tcpkit cert, for the TLS servers
+	sock       string // the Unix socket path of the Unix server
 }
 
 // findBenchDir returns the directory of this module (tcpkit/bench): the
@@ -96,6 +98,11 @@ func build(ctx context.Context, benchDir string) (*binaries, error) {
 		if len(out) > 0 { // compiler warnings: show them, they matter here
 			fmt.Fprintf(os.Stderr, "%s:\n%s", strings.Join(s.args, " "), out)
 		}
+	}
+	b.cert, b.key, b.sock = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "s.sock")
+	if out, err := exec.CommandContext(ctx, b.tcpkit, "cert", "--out", dir).CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("tcpkit cert: %v\n%s", err, out)
 	}
 	if b.node, err = exec.LookPath("node"); err != nil {
 		os.RemoveAll(dir)

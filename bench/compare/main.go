@@ -63,8 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", time.Second, "load before each measured window, not counted")
 	rounds := fs.Int("rounds", 3, "rounds; each runs every server in every scenario, in a rotated order")
 	gen := fs.String("generator", "tcpkit", "load generator: tcpkit (tcpkit bench) or c (servers/c/gen.c)")
-	only := fs.String("servers", "all", "comma-separated servers: c, tcpkit-quiet, tcpkit, tcpkit-std, naive, gnet, node")
-	scen := fs.String("scenarios", "all", "comma-separated scenarios: oneshot, pingpong50, pingpong1000, idle")
+	only := fs.String("servers", "all", "comma-separated servers: c, tcpkit-quiet, tcpkit, tcpkit-std, naive, gnet, node, tcpkit-proxy, tcpkit-tls, tcpkit-std-tls, tcpkit-unix")
+	scen := fs.String("scenarios", "all", "comma-separated scenarios: oneshot, pingpong50, pingpong1000, idle, pingpong500")
 	idleConns := fs.Int("idle-conns", 10000, "connections held in the idle scenario")
 	idleHold := fs.Duration("idle-hold", 2*time.Second, "how long the idle scenario holds its connections once open (the server's RSS is sampled meanwhile)")
 	out := fs.String("out", "results/latest.md", "markdown report `file`, relative to bench/; empty for none")
@@ -134,6 +134,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	n := 0
 	for round := range *rounds {
 		for _, t := range tables {
+			if len(t.rows) == 0 {
+				continue
+			}
 			for i := range t.rows {
 				// Interleave: round r starts r places further on.
 				r := t.rows[(i+round)%len(t.rows)]
@@ -189,6 +192,9 @@ func plan(scs []scenario, srvs []server, gen string) []*table {
 	for _, sc := range scs {
 		t := &table{sc: sc}
 		for _, s := range srvs {
+			if !sc.runs(s) {
+				continue
+			}
 			t.rows = append(t.rows, &row{e: entry{srv: s, gen: gen}})
 			if s.key == "c" && sc.key == "pingpong50" && gen != "c" {
 				t.rows = append(t.rows, &row{e: entry{srv: s, gen: "c"}})
@@ -203,11 +209,13 @@ func estimate(tables []*table, rounds int, warmup, d, idleHold time.Duration) (t
 	var per time.Duration
 	n := 0
 	for _, t := range tables {
-		each := warmup + d + loadOverhead
-		if t.sc.mode == "idle" {
-			each = idleHold + idleOverhead
+		for _, r := range t.rows {
+			if t.sc.mode == "idle" {
+				per += idleHold + r.e.srv.idleExtra + idleOverhead
+			} else {
+				per += warmup + d + loadOverhead
+			}
 		}
-		per += time.Duration(len(t.rows)) * each
 		n += len(t.rows)
 	}
 	return time.Duration(rounds) * per, rounds * n
@@ -248,7 +256,7 @@ func progress(e entry, r result, gen string) string {
 	default:
 		s += fmt.Sprintf("%s ex/s raw, core %s busy (process %s), %s ex/s per busy core, %s errors",
 			num(r.gen.RatePerS), pct(r.busyFrac), pct(r.ownFrac), num(r.perBusy), num(r.errorCount()))
-		if r.ownFrac < noisy*r.busyFrac {
+		if r.noisy() {
 			s += " (noisy: something else ran on the server core)"
 		}
 		return s
@@ -296,6 +304,9 @@ func writeReport(w io.Writer, tables []*table, gen string, st settings, rounds i
 	fmt.Fprintln(w)
 	byKey := map[string]*table{}
 	for _, t := range tables {
+		if len(t.rows) == 0 {
+			continue
+		}
 		writeTable(w, t, gen)
 		byKey[t.sc.key] = t
 	}

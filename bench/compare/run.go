@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,16 @@ type server struct {
 	label string // its name in the tables
 	goRT  bool   // a Go program: runs with GOMAXPROCS=1
 	args  func(b *binaries, port int, keepOpen bool) []string
+
+	// A variant of tcpkit's, for what the epoll engine took over from
+	// the std engine: the flags tcpkit bench needs to load it, whether it
+	// listens on the Unix socket rather than the port, how much longer
+	// than -idle-hold the idle scenario needs to open its connections (a
+	// TLS handshake each), and the scenarios it runs in (see scenario).
+	gen       func(b *binaries) []string
+	unix      bool
+	idleExtra time.Duration
+	only      []string
 }
 
 func servers() []server {
@@ -43,45 +54,80 @@ func servers() []server {
 			return a
 		}
 	}
-	return []server{
-		{"c", "C epoll", false, func(b *binaries, port int, keepOpen bool) []string {
+	variant := func(engine string, more func(b *binaries) []string) func(*binaries, int, bool) []string {
+		return func(b *binaries, port int, keepOpen bool) []string {
+			return append(tcpkit(engine, true)(b, port, keepOpen), more(b)...)
+		}
+	}
+	tlsFlags := func(b *binaries) []string { return []string{"--tls-cert", b.cert, "--tls-key", b.key} }
+	tlsGen := func(*binaries) []string { return []string{"--tls", "--insecure"} }
+	variants := []server{
+		{key: "tcpkit-proxy", label: "tcpkit epoll, PROXY v2", goRT: true,
+			args: variant("epoll", func(*binaries) []string { return []string{"--proxy-protocol"} }),
+			gen:  func(*binaries) []string { return []string{"--send-proxy", "v2"} }, only: []string{"idle", "pingpong500"}},
+		{key: "tcpkit-tls", label: "tcpkit epoll, TLS", goRT: true, args: variant("epoll", tlsFlags), gen: tlsGen,
+			idleExtra: 15 * time.Second, only: []string{"idle", "pingpong500"}},
+		{key: "tcpkit-std-tls", label: "tcpkit std, TLS", goRT: true, args: variant("std", tlsFlags), gen: tlsGen,
+			idleExtra: 15 * time.Second, only: []string{"idle", "pingpong500"}},
+		{key: "tcpkit-unix", label: "tcpkit epoll, Unix socket", goRT: true, unix: true,
+			args: variant("epoll", func(b *binaries) []string { return []string{"--unix", b.sock} }),
+			gen:  func(b *binaries) []string { return []string{"--unix", b.sock} }, only: []string{"idle"}},
+	}
+	return append([]server{
+		{key: "c", label: "C epoll", args: func(b *binaries, port int, keepOpen bool) []string {
 			mode := "reply"
 			if keepOpen {
 				mode = "keep-open"
 			}
 			return []string{b.cServer, strconv.Itoa(port), mode}
 		}},
-		{"tcpkit-quiet", "tcpkit epoll --quiet", true, tcpkit("epoll", true)},
-		{"tcpkit", "tcpkit epoll (output to /dev/null)", true, tcpkit("epoll", false)},
-		{"tcpkit-std", "tcpkit std --quiet", true, tcpkit("std", true)},
-		{"naive", "naive Go", true, goFlags(func(b *binaries) string { return b.naive })},
-		{"gnet", "gnet v2", true, goFlags(func(b *binaries) string { return b.gnet })},
-		{"node", "Node (seed)", false, func(b *binaries, port int, keepOpen bool) []string {
+		{key: "tcpkit-quiet", label: "tcpkit epoll --quiet", goRT: true, args: tcpkit("epoll", true)},
+		{key: "tcpkit", label: "tcpkit epoll (output to /dev/null)", goRT: true, args: tcpkit("epoll", false)},
+		{key: "tcpkit-std", label: "tcpkit std --quiet", goRT: true, args: tcpkit("std", true)},
+		{key: "naive", label: "naive Go", goRT: true, args: goFlags(func(b *binaries) string { return b.naive })},
+		{key: "gnet", label: "gnet v2", goRT: true, args: goFlags(func(b *binaries) string { return b.gnet })},
+		{key: "node", label: "Node (seed)", args: func(b *binaries, port int, keepOpen bool) []string {
 			a := []string{b.node, b.nodeScript, strconv.Itoa(port)}
 			if keepOpen {
 				a = append(a, "--keep-open")
 			}
 			return a
 		}},
-	}
+	}, variants...)
 }
 
-// scenario is one load shape, run against every server.
+// scenario is one load shape, run against the servers.
 type scenario struct {
 	key      string // its name in -scenarios
 	title    string
 	mode     string // the generator's mode
 	conns    int
 	keepOpen bool // the servers' mode: keep-open, or reply (the seed)
+
+	// servers, if set, are the only servers it runs; otherwise every
+	// server with no only list, and those whose list names it.
+	servers []string
 }
 
 func scenarios(idleConns int) []scenario {
 	return []scenario{
-		{"oneshot", "oneshot c=50", "oneshot", 50, false},
-		{"pingpong50", "pingpong c=50", "pingpong", 50, true},
-		{"pingpong1000", "pingpong c=1000", "pingpong", 1000, true},
-		{"idle", fmt.Sprintf("idle %d connections", idleConns), "idle", idleConns, true},
+		{key: "oneshot", title: "oneshot c=50", mode: "oneshot", conns: 50},
+		{key: "pingpong50", title: "pingpong c=50", mode: "pingpong", conns: 50, keepOpen: true},
+		{key: "pingpong1000", title: "pingpong c=1000", mode: "pingpong", conns: 1000, keepOpen: true},
+		{key: "idle", title: fmt.Sprintf("idle %d connections", idleConns), mode: "idle", conns: idleConns, keepOpen: true},
+		// What the epoll engine took over: PROXY protocol and TLS, each
+		// beside its reference, plain TCP and the std engine.
+		{key: "pingpong500", title: "pingpong c=500: PROXY protocol and TLS", mode: "pingpong", conns: 500, keepOpen: true,
+			servers: []string{"tcpkit-quiet", "tcpkit-proxy", "tcpkit-tls", "tcpkit-std-tls"}},
 	}
+}
+
+// runs reports whether the scenario runs s.
+func (sc scenario) runs(s server) bool {
+	if sc.servers != nil {
+		return slices.Contains(sc.servers, s.key)
+	}
+	return s.only == nil || slices.Contains(s.only, sc.key)
 }
 
 // entry is one line of a scenario's table: a server and the generator
@@ -131,6 +177,7 @@ type result struct {
 	busyFrac float64 // of the window's time on that core
 	ownFrac  float64 // the server process's own CPU time, of the window's
 	perBusy  float64 // exchanges per busy-core second
+	perOwn   float64 // exchanges per second of the server process's own CPU time
 	approx   bool    // the window was inferred, not reported by the generator
 	rsts     int64   // RSTs sent, machine-wide, over the whole run
 	rssStart int64   // server VmRSS, KiB, before the generator starts
@@ -181,7 +228,11 @@ func runOne(b *binaries, st settings, sc scenario, e entry, stop <-chan struct{}
 		return result{err: err}
 	}
 	defer srv.stop(3 * time.Second)
-	if err := waitAccepting(srv, port, 10*time.Second, stop); err != nil {
+	network, target := "tcp", fmt.Sprintf("127.0.0.1:%d", port)
+	if e.srv.unix {
+		network, target = "unix", b.sock
+	}
+	if err := waitAccepting(srv, network, target, 10*time.Second, stop); err != nil {
 		return result{err: err}
 	}
 
@@ -189,7 +240,7 @@ func runOne(b *binaries, st settings, sc scenario, e entry, stop <-chan struct{}
 	rsts0, _ := tcpOutRsts()
 	smp := startSampler(st.serverCPU, srv.pid(), st.samplePeriod)
 	begin := time.Now()
-	res.gen, err = runGenerator(b, st, sc, e.gen, port, srv.pid(), stop)
+	res.gen, err = runGenerator(b, st, sc, e, port, srv.pid(), stop)
 	end := time.Now()
 	smp.stop()
 	rsts1, _ := tcpOutRsts()
@@ -235,6 +286,9 @@ func runOne(b *binaries, st settings, sc scenario, e entry, stop <-chan struct{}
 		res.busyFrac = res.busyS / window
 		res.ownFrac = sp.own / userHZ / window
 	}
+	if own := sp.own / userHZ; own > 0 {
+		res.perOwn = res.gen.Exchanges / own
+	}
 	if res.busyS > 0 {
 		res.perBusy = res.gen.Exchanges / res.busyS
 	}
@@ -242,11 +296,10 @@ func runOne(b *binaries, st settings, sc scenario, e entry, stop <-chan struct{}
 }
 
 // waitAccepting dials the server until a connection succeeds.
-func waitAccepting(p *proc, port int, timeout time.Duration, stop <-chan struct{}) error {
+func waitAccepting(p *proc, network, addr string, timeout time.Duration, stop <-chan struct{}) error {
 	deadline := time.Now().Add(timeout)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		c, err := net.DialTimeout(network, addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 			return nil
@@ -266,15 +319,15 @@ func waitAccepting(p *proc, port int, timeout time.Duration, stop <-chan struct{
 }
 
 // genArgs is the generator's command line, pinned to the generator core.
-func genArgs(b *binaries, st settings, sc scenario, gen string, port, serverPID int) []string {
+func genArgs(b *binaries, st settings, sc scenario, e entry, port, serverPID int) []string {
 	args := []string{"taskset", "-c", strconv.Itoa(st.genCPU)}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c := strconv.Itoa(sc.conns)
 	d := st.d
 	if sc.mode == "idle" {
-		d = st.idleHold
+		d = st.idleHold + e.srv.idleExtra
 	}
-	if gen == "c" {
+	if e.gen == "c" {
 		secs := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
 		return append(args, b.cGen, "-m", sc.mode, "-c", c, "-d", secs(d), "-w", secs(st.warmup), addr)
 	}
@@ -288,18 +341,24 @@ func genArgs(b *binaries, st settings, sc scenario, gen string, port, serverPID 
 		args = append(args, "--warmup", st.warmup.String(), "--expect", "test")
 	}
 	args = append(args, st.generatorBenchArgs...)
+	if e.srv.gen != nil {
+		args = append(args, e.srv.gen(b)...)
+	}
+	if e.srv.unix {
+		return args // the socket is in its flags
+	}
 	return append(args, addr)
 }
 
 // runGenerator runs the generator to completion and parses its JSON line.
-func runGenerator(b *binaries, st settings, sc scenario, gen string, port, serverPID int, stop <-chan struct{}) (genResult, error) {
+func runGenerator(b *binaries, st settings, sc scenario, e entry, port, serverPID int, stop <-chan struct{}) (genResult, error) {
 	var out bytes.Buffer
-	args := genArgs(b, st, sc, gen, port, serverPID)
+	args := genArgs(b, st, sc, e, port, serverPID)
 	p, err := startProc("generator", args, nil, &out)
 	if err != nil {
 		return genResult{}, err
 	}
-	timeout := st.warmup + max(st.d, st.idleHold) + 60*time.Second
+	timeout := st.warmup + max(st.d, st.idleHold+e.srv.idleExtra) + 60*time.Second
 	if err := waitProc(p, timeout, stop); err != nil {
 		return genResult{}, fmt.Errorf("%s: %w", strings.Join(args, " "), err)
 	}

@@ -92,6 +92,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	chunk := fs.Int("chunk", 16<<10, "stream: `bytes` per write")
 	echo := fs.Bool("echo", false, "stream: read the echo back and measure that")
 	serverPID := fs.Int("server-pid", 0, "idle: the server's `PID`, to report its memory per connection")
+	unixPath := fs.String("unix", "", "load the server on the Unix socket at `path` instead of TCP")
 	sendProxy := fs.String("send-proxy", "", "send a PROXY protocol header, `v1` or v2, on each connection first")
 	proxySrc := fs.String("proxy-src", "", "the client address the PROXY header claims, `IP:PORT` (default: our own)")
 	var tlsFlags tlsClientFlags // as connect's
@@ -112,10 +113,17 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return usageError(stderr, "bench", "%v", err)
 	}
-	addr := "localhost:5000"
+	network, addr := "tcp", "localhost:5000"
 	switch {
 	case len(pos) > 2:
 		return usageError(stderr, "bench", "unexpected argument %q", pos[2])
+	case *unixPath != "" && len(pos) == 2:
+		return usageError(stderr, "bench", "give either --unix or HOST:PORT, not both")
+	case *unixPath != "":
+		if err := checkUnixPath(*unixPath); err != nil {
+			return usageError(stderr, "bench", "%v", err)
+		}
+		network, addr = "unix", *unixPath
 	case len(pos) == 2:
 		if addr, err = parseTarget(pos[1]); err != nil {
 			return usageError(stderr, "bench", "%v", err)
@@ -129,7 +137,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageError(stderr, "bench", "%s", why)
 	}
 	cfg := bench.Config{
-		Mode: mode, Addr: addr, Conns: conns, Duration: duration, Exchanges: count, Warmup: *warmup,
+		Mode: mode, Network: network, Addr: addr, Conns: conns, Duration: duration, Exchanges: count, Warmup: *warmup,
 		Rate: rate.start, RateEnd: rate.end, Ramp: *ramp, RatePerConn: *ratePerConn, Message: msg,
 		ExpectLen: *expectLen, ConnectTimeout: *connectTimeout, ReplyTimeout: *replyTimeout, DrainTimeout: *drainTimeout,
 		ChunkSize: *chunk, Echo: *echo, ServerPID: *serverPID,
@@ -163,12 +171,17 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageError(stderr, "bench", "%v", err)
 	}
 	// Each connection first sends the PROXY header, then speaks TLS, as
-	// connect's do.
+	// connect's do. The header alone goes with the first request, and
+	// pingpong keeps its fast generator.
 	handshake, err := clientHandshake(*sendProxy, *proxySrc, tlsCfg, nil)
 	if err != nil {
 		return usageError(stderr, "bench", "%v", err)
 	}
-	if handshake != nil {
+	switch {
+	case handshake == nil:
+	case tlsCfg == nil:
+		cfg.Header, _ = proxyHeader(*sendProxy, *proxySrc) // checked by clientHandshake
+	default:
 		cfg.Prepare = func(nc net.Conn) (net.Conn, error) { return handshake(ctx, nc) }
 	}
 	if conns < 1 || *chunk < 1 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -217,6 +218,22 @@ func clientHandshake(sendProxy, proxySrc string, tlsCfg *tls.Config, negotiated 
 // proxyHeaderStep returns a handshake step that writes a PROXY header of
 // version "v1" or "v2", claiming src ("" for the connection's own).
 func proxyHeaderStep(version, src string) (func(context.Context, net.Conn) (net.Conn, error), error) {
+	header, err := proxyHeader(version, src)
+	if err != nil {
+		return nil, err
+	}
+	return func(_ context.Context, nc net.Conn) (net.Conn, error) {
+		if _, err := nc.Write(header(nc.LocalAddr(), nc.RemoteAddr())); err != nil {
+			return nil, fmt.Errorf("sending the PROXY header: %w", err)
+		}
+		return nc, nil
+	}, nil
+}
+
+// proxyHeader returns what makes the PROXY header of version "v1" or
+// "v2" for a connection from local to remote, claiming src ("" for
+// local).
+func proxyHeader(version, src string) (func(local, remote net.Addr) []byte, error) {
 	v, err := proxyVersion(version)
 	if err != nil {
 		return nil, err
@@ -229,15 +246,13 @@ func proxyHeaderStep(version, src string) (func(context.Context, net.Conn) (net.
 		}
 		claimed = net.TCPAddrFromAddrPort(ap)
 	}
-	return func(_ context.Context, nc net.Conn) (net.Conn, error) {
-		from := claimed
-		if from == nil {
-			from = nc.LocalAddr()
+	return func(local, remote net.Addr) []byte {
+		if claimed != nil {
+			local = claimed
 		}
-		if err := proxy.WriteHeader(nc, v, from, nc.RemoteAddr()); err != nil {
-			return nil, fmt.Errorf("sending the PROXY header: %w", err)
-		}
-		return nc, nil
+		var b bytes.Buffer
+		proxy.WriteHeader(&b, v, local, remote) // the version was checked: it cannot fail
+		return b.Bytes()
 	}, nil
 }
 

@@ -59,10 +59,17 @@ var docRunners = map[string]func(r *docRun){
 		srv.interrupt(r.t)
 	},
 	"deploy-proxy-client": func(r *docRun) {}, // with deploy-proxy-server
-	"exec-tcpserver":      func(r *docRun) { needPeer(r.t, "ncat"); r.session("exec-tcpserver") },
-	"exec-missing":        func(r *docRun) { r.session("exec-missing") },
-	"exec-after-fin":      func(r *docRun) { r.session("exec-after-fin") },
-	"exec-grace-client":   func(r *docRun) {}, // with exec-grace-server
+	"engines-tls-proxy-server": func(r *docRun) {
+		r.run("tcpkit cert --out tls")
+		srv := r.server("engines-tls-proxy-server", 2)
+		r.session("engines-tls-proxy-client")
+		srv.interrupt(r.t)
+	},
+	"engines-tls-proxy-client": func(r *docRun) {}, // with engines-tls-proxy-server
+	"exec-tcpserver":           func(r *docRun) { needPeer(r.t, "ncat"); r.session("exec-tcpserver") },
+	"exec-missing":             func(r *docRun) { r.session("exec-missing") },
+	"exec-after-fin":           func(r *docRun) { r.session("exec-after-fin") },
+	"exec-grace-client":        func(r *docRun) {}, // with exec-grace-server
 	"exec-grace-server": func(r *docRun) {
 		srv := r.server("exec-grace-server", 2)
 		r.session("exec-grace-client")

@@ -521,3 +521,32 @@ func write(t testing.TB, c net.Conn, s string) {
 func listenWant(port int, host string) string {
 	return "listen on port " + itoa(port)
 }
+
+// cliEngines are the --engine values the suites of what the epoll engine
+// took over (PROXY protocol, TLS, Unix sockets) run serve with: the
+// default, auto, and std.
+var cliEngines = []string{"auto", "std"}
+
+// engineName is the engine serve names on stderr for --engine flag:
+// auto picks epoll on Linux.
+func engineName(flag string) string {
+	if flag == "auto" {
+		if runtime.GOOS == "linux" {
+			return "epoll"
+		}
+		return "std"
+	}
+	return flag
+}
+
+// forEachCLIEngine runs f in a parallel subtest per cliEngines value,
+// named for it.
+func forEachCLIEngine(t *testing.T, f func(t *testing.T, engine string)) {
+	t.Helper()
+	for _, e := range cliEngines {
+		t.Run("engine-"+e, func(t *testing.T) {
+			t.Parallel()
+			f(t, e)
+		})
+	}
+}

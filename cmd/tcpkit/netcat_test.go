@@ -503,9 +503,16 @@ func ncSocketPath(t testing.TB) string {
 // for its listen line.
 func ncServeUnix(t testing.TB, path string) *proc {
 	t.Helper()
-	srv := startTcpkit(t, "serve", "--unix", path, "--mode", "echo")
+	return ncServeUnixOn(t, path, "auto")
+}
+
+// ncServeUnixOn is ncServeUnix with --engine engine, whose name serve
+// must report.
+func ncServeUnixOn(t testing.TB, path, engine string) *proc {
+	t.Helper()
+	srv := startTcpkit(t, "serve", "--unix", path, "--mode", "echo", "--engine", engine)
 	srv.waitLine(t, "listen on "+path, waitFor)
-	srv.stderr.take(t, "tcpkit serve: listening on unix:"+path+" (std engine)", waitFor)
+	srv.stderr.take(t, "tcpkit serve: listening on unix:"+path+" ("+engineName(engine)+" engine)", waitFor)
 	return srv
 }
 
@@ -525,62 +532,63 @@ func ncUnixRoundTrip(t testing.TB, srv *proc, path string) {
 
 func TestUnixSocket(t *testing.T) {
 	t.Parallel()
+	forEachCLIEngine(t, func(t *testing.T, engine string) {
+		t.Run("round trip", func(t *testing.T) {
+			t.Parallel()
+			path := ncSocketPath(t)
+			srv := ncServeUnixOn(t, path, engine)
+			ncUnixRoundTrip(t, srv, path)
+			stop(t, srv)
+			if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("after serve stopped, the socket file is still there: %v", err)
+			}
+		})
 
-	t.Run("round trip", func(t *testing.T) {
-		t.Parallel()
-		path := ncSocketPath(t)
-		srv := ncServeUnix(t, path)
-		ncUnixRoundTrip(t, srv, path)
-		stop(t, srv)
-		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("after serve stopped, the socket file is still there: %v", err)
-		}
-	})
+		// A socket file whose server died is replaced.
+		t.Run("stale", func(t *testing.T) {
+			t.Parallel()
+			path := ncSocketPath(t)
+			ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln.SetUnlinkOnClose(false)
+			ln.Close()
+			if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
+				t.Fatalf("the stale socket file: %v, %v", fi, err)
+			}
+			srv := ncServeUnixOn(t, path, engine)
+			ncUnixRoundTrip(t, srv, path)
+		})
 
-	// A socket file whose server died is replaced.
-	t.Run("stale", func(t *testing.T) {
-		t.Parallel()
-		path := ncSocketPath(t)
-		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln.SetUnlinkOnClose(false)
-		ln.Close()
-		if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
-			t.Fatalf("the stale socket file: %v, %v", fi, err)
-		}
-		srv := ncServeUnix(t, path)
-		ncUnixRoundTrip(t, srv, path)
-	})
+		// One a live server answers on is left alone.
+		t.Run("live", func(t *testing.T) {
+			t.Parallel()
+			path := ncSocketPath(t)
+			srv := ncServeUnixOn(t, path, engine)
+			code, stdout, stderr := runTcpkit(t, "serve", "--unix", path)
+			checkExit(t, "second serve", code, exitFail)
+			checkLines(t, "second serve stdout", stdout, nil)
+			checkLines(t, "second serve stderr", stderr, []string{"tcpkit serve: cannot listen on " + path + ": a live server is listening on " + path + " (EADDRINUSE)"})
+			// The second serve's probe was a connection to the first.
+			srv.waitLine(t, "connect address : unix:(unnamed)", waitFor)
+			ncUnixRoundTrip(t, srv, path)
+		})
 
-	// One a live server answers on is left alone.
-	t.Run("live", func(t *testing.T) {
-		t.Parallel()
-		path := ncSocketPath(t)
-		srv := ncServeUnix(t, path)
-		code, stdout, stderr := runTcpkit(t, "serve", "--unix", path)
-		checkExit(t, "second serve", code, exitFail)
-		checkLines(t, "second serve stdout", stdout, nil)
-		checkLines(t, "second serve stderr", stderr, []string{"tcpkit serve: cannot listen on " + path + ": a live server is listening on " + path + " (EADDRINUSE)"})
-		// The second serve's probe was a connection to the first.
-		srv.waitLine(t, "connect address : unix:(unnamed)", waitFor)
-		ncUnixRoundTrip(t, srv, path)
-	})
-
-	t.Run("not a socket", func(t *testing.T) {
-		t.Parallel()
-		path := ncSocketPath(t)
-		if err := os.WriteFile(path, []byte("keep me"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		code, stdout, stderr := runTcpkit(t, "serve", "--unix", path)
-		checkExit(t, "serve", code, exitFail)
-		checkLines(t, "serve stdout", stdout, nil)
-		checkOneLine(t, "serve stderr", stderr, path+" exists and is not a socket")
-		if b, err := os.ReadFile(path); err != nil || string(b) != "keep me" {
-			t.Errorf("the file: got %q, %v; want it untouched", b, err)
-		}
+		t.Run("not a socket", func(t *testing.T) {
+			t.Parallel()
+			path := ncSocketPath(t)
+			if err := os.WriteFile(path, []byte("keep me"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runTcpkit(t, "serve", "--unix", path)
+			checkExit(t, "serve", code, exitFail)
+			checkLines(t, "serve stdout", stdout, nil)
+			checkOneLine(t, "serve stderr", stderr, path+" exists and is not a socket")
+			if b, err := os.ReadFile(path); err != nil || string(b) != "keep me" {
+				t.Errorf("the file: got %q, %v; want it untouched", b, err)
+			}
+		})
 	})
 }
 

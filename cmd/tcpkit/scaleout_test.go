@@ -36,9 +36,10 @@ type soBackend struct {
 	p       *proc
 	port    int    // its TCP port on 127.0.0.1
 	metrics string // its --metrics address, 127.0.0.1:PORT
+	engine  string // the engine it said it runs on
 }
 
-var soListenRe = regexp.MustCompile(`^tcpkit serve: listening on 127\.0\.0\.1:(\d+) \((?:epoll|std) engine, metrics on http://(127\.0\.0\.1:\d+)/metrics\)$`)
+var soListenRe = regexp.MustCompile(`^tcpkit serve: listening on 127\.0\.0\.1:(\d+) \((epoll|std) engine, metrics on http://(127\.0\.0\.1:\d+)/metrics\)$`)
 
 // soServeMetrics starts "tcpkit serve --port 0 --host 127.0.0.1 --metrics
 // 127.0.0.1:0" with args and reads both ports from its listen lines.
@@ -52,7 +53,7 @@ func soServeMetrics(t testing.TB, args ...string) soBackend {
 		t.Fatalf("serve's listen lines are %q and %q, want \"listen on port N\" and \"tcpkit serve: listening on 127.0.0.1:N (ENGINE engine, metrics on http://127.0.0.1:M/metrics)\"", line, about)
 	}
 	port, _ := strconv.Atoi(m[1])
-	return soBackend{p: p, port: port, metrics: m[2]}
+	return soBackend{p: p, port: port, metrics: m[3], engine: m[2]}
 }
 
 // soExchange is the seed's exchange with addr from a Go client: connect,
@@ -195,6 +196,11 @@ func TestHAProxyScaleOut(t *testing.T) {
 	// /healthz (fastinter 250ms, fall 1) takes it out of the rotation.
 	backendArgs := []string{"--proxy-protocol", "--proxy-protocol-from", "127.0.0.1/32", "--drain-delay", "2s"}
 	backends := []soBackend{soServeMetrics(t, backendArgs...), soServeMetrics(t, backendArgs...)}
+	for _, b := range backends { // the deployment the docs recommend runs on the loop
+		if want := engineName("auto"); b.engine != want {
+			t.Fatalf("a --proxy-protocol backend runs on the %s engine, want %s", b.engine, want)
+		}
+	}
 	var (
 		mu       sync.Mutex
 		locals   []string // every client's own address, as it saw it
@@ -483,106 +489,108 @@ func soRejected(t testing.TB, srv *proc, port int, reason string) string {
 // says what to do, on both sides.
 func TestTLSCLI(t *testing.T) {
 	t.Parallel()
-	cert, key := soCert(t)
-	srv, port := serve(t, "--tls-cert", cert, "--tls-key", key)
+	forEachCLIEngine(t, func(t *testing.T, engine string) {
+		cert, key := soCert(t)
+		srv, port := serve(t, "--engine", engine, "--tls-cert", cert, "--tls-key", key)
 
-	t.Run("round trip", func(t *testing.T) {
-		code, out, errOut := runTcpkit(t, "connect", "--tls", "--ca", cert, "--count", "1", addr(port))
-		checkExit(t, "connect --tls --ca", code, exitOK)
-		checkLines(t, "connect stdout", out, soSeedLines)
-		checkLines(t, "connect stderr", errOut, nil)
-		checkClientAddr(t, srv.stdout.waitPrefix(t, "connect address : ", waitFor), "127.0.0.1", port)
-		srv.waitLine(t, "testing~", waitFor)
+		t.Run("round trip", func(t *testing.T) {
+			code, out, errOut := runTcpkit(t, "connect", "--tls", "--ca", cert, "--count", "1", addr(port))
+			checkExit(t, "connect --tls --ca", code, exitOK)
+			checkLines(t, "connect stdout", out, soSeedLines)
+			checkLines(t, "connect stderr", errOut, nil)
+			checkClientAddr(t, srv.stdout.waitPrefix(t, "connect address : ", waitFor), "127.0.0.1", port)
+			srv.waitLine(t, "testing~", waitFor)
 
-		code, out, errOut = runTcpkit(t, "connect", "--tls", "--insecure", "--count", "1", addr(port))
-		checkExit(t, "connect --tls --insecure", code, exitOK)
-		checkLines(t, "connect --insecure stdout", out, soSeedLines)
-		checkLines(t, "connect --insecure stderr", errOut, nil)
-		srv.waitLine(t, "testing~", waitFor)
-	})
-
-	t.Run("TLS 1.2 and later only", func(t *testing.T) {
-		pem, err := os.ReadFile(cert)
-		if err != nil {
-			t.Fatal(err)
-		}
-		roots := x509.NewCertPool()
-		roots.AppendCertsFromPEM(pem)
-		nc, err := tls.DialWithDialer(&net.Dialer{Timeout: waitFor}, "tcp", addr(port), &tls.Config{RootCAs: roots, MaxVersion: tls.VersionTLS12})
-		if err != nil {
-			t.Fatalf("TLS 1.2 client: %v", err)
-		}
-		nc.SetDeadline(time.Now().Add(waitFor))
-		if v := nc.ConnectionState().Version; v != tls.VersionTLS12 {
-			t.Errorf("negotiated %s, want TLS 1.2", tls.VersionName(v))
-		}
-		io.WriteString(nc, "testing~")
-		if got, err := io.ReadAll(nc); err != nil || string(got) != "test" {
-			t.Errorf("TLS 1.2 exchange: got %q, %v; want \"test\"", got, err)
-		}
-		nc.Close()
-		srv.waitLine(t, "testing~", waitFor)
-
-		old, err := tls.DialWithDialer(&net.Dialer{Timeout: waitFor}, "tcp", addr(port), &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
-		if err == nil {
-			old.Close()
-			t.Fatal("a TLS 1.1 client was let in")
-		}
-		if !strings.Contains(err.Error(), "protocol version not supported") {
-			t.Errorf("TLS 1.1 client's error: %v, want the server's protocol version alert", err)
-		}
-		line := srv.stdout.waitPrefix(t, "rejected : ", waitFor)
-		if !strings.HasSuffix(line, " : TLS handshake failed: tls: client offered only unsupported versions: [302 301]") {
-			t.Errorf("serve printed %q, want a rejection for the versions offered", line)
-		}
-	})
-
-	t.Run("plain client", func(t *testing.T) {
-		code, out, errOut := runTcpkit(t, "connect", "--count", "1", addr(port))
-		checkExit(t, "plain connect to a TLS server", code, exitOK)
-		checkLines(t, "connect stdout", out, []string{"connect to server!", "receive: tcpkit: this server speaks TLS; connect with --tls", "disconnected."})
-		checkLines(t, "connect stderr", errOut, nil)
-		soRejected(t, srv, port, "TLS handshake failed: the client spoke plain text, not TLS")
-	})
-
-	t.Run("certificate not trusted", func(t *testing.T) {
-		code, out, errOut := runTcpkit(t, "connect", "--tls", "--count", "1", addr(port))
-		checkExit(t, "connect --tls without --ca", code, exitFail)
-		checkLines(t, "connect stdout", out, nil)
-		checkLines(t, "connect stderr", errOut, []string{"tcpkit connect: cannot connect to " + addr(port) +
-			": TLS handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority;" +
-			" trust the server's certificate with --ca FILE, or skip the check with --insecure"})
-		soRejected(t, srv, port, "TLS handshake failed: remote error: tls: bad certificate")
-	})
-
-	t.Run("usage", func(t *testing.T) {
-		code, _, errOut := runTcpkit(t, "connect", "--insecure", "--count", "1", addr(port))
-		checkExit(t, "connect --insecure without --tls", code, exitUsage)
-		checkOneLine(t, "its stderr", errOut, "--insecure, --ca, --sni, --cert, --key and --alpn go with --tls")
-		code, _, errOut = runTcpkit(t, "serve", "--port", "0", "--tls-cert", cert)
-		checkExit(t, "serve --tls-cert without --tls-key", code, exitUsage)
-		checkOneLine(t, "its stderr", errOut, "give both --tls-cert and --tls-key, or neither")
-	})
-
-	// A TLS client against a plaintext server: the plain server's answer
-	// is not a TLS record, and connect says so. The seed's server answers
-	// the ClientHello with "test", 4 bytes and its FIN, shorter than a TLS
-	// record header; a longer answer is read as a bad record header.
-	for _, tc := range []struct{ name, reply string }{
-		{"plaintext seed server", "test"},
-		{"plaintext server, longer reply", "not a TLS record"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			plain, pport := serve(t, "--reply", tc.reply)
-			code, out, errOut := runTcpkit(t, "connect", "--tls", "--insecure", "--count", "1", addr(pport))
-			checkExit(t, "connect --tls to a plaintext server", code, exitFail)
-			checkLines(t, "connect stdout", out, nil)
-			checkLines(t, "connect stderr", errOut, []string{"tcpkit connect: cannot connect to " + addr(pport) +
-				": TLS handshake failed: the server answered in plain text; it does not speak TLS (drop --tls)"})
-			stop(t, plain)
+			code, out, errOut = runTcpkit(t, "connect", "--tls", "--insecure", "--count", "1", addr(port))
+			checkExit(t, "connect --tls --insecure", code, exitOK)
+			checkLines(t, "connect --insecure stdout", out, soSeedLines)
+			checkLines(t, "connect --insecure stderr", errOut, nil)
+			srv.waitLine(t, "testing~", waitFor)
 		})
-	}
-	stop(t, srv)
+
+		t.Run("TLS 1.2 and later only", func(t *testing.T) {
+			pem, err := os.ReadFile(cert)
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(pem)
+			nc, err := tls.DialWithDialer(&net.Dialer{Timeout: waitFor}, "tcp", addr(port), &tls.Config{RootCAs: roots, MaxVersion: tls.VersionTLS12})
+			if err != nil {
+				t.Fatalf("TLS 1.2 client: %v", err)
+			}
+			nc.SetDeadline(time.Now().Add(waitFor))
+			if v := nc.ConnectionState().Version; v != tls.VersionTLS12 {
+				t.Errorf("negotiated %s, want TLS 1.2", tls.VersionName(v))
+			}
+			io.WriteString(nc, "testing~")
+			if got, err := io.ReadAll(nc); err != nil || string(got) != "test" {
+				t.Errorf("TLS 1.2 exchange: got %q, %v; want \"test\"", got, err)
+			}
+			nc.Close()
+			srv.waitLine(t, "testing~", waitFor)
+
+			old, err := tls.DialWithDialer(&net.Dialer{Timeout: waitFor}, "tcp", addr(port), &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+			if err == nil {
+				old.Close()
+				t.Fatal("a TLS 1.1 client was let in")
+			}
+			if !strings.Contains(err.Error(), "protocol version not supported") {
+				t.Errorf("TLS 1.1 client's error: %v, want the server's protocol version alert", err)
+			}
+			line := srv.stdout.waitPrefix(t, "rejected : ", waitFor)
+			if !strings.HasSuffix(line, " : TLS handshake failed: tls: client offered only unsupported versions: [302 301]") {
+				t.Errorf("serve printed %q, want a rejection for the versions offered", line)
+			}
+		})
+
+		t.Run("plain client", func(t *testing.T) {
+			code, out, errOut := runTcpkit(t, "connect", "--count", "1", addr(port))
+			checkExit(t, "plain connect to a TLS server", code, exitOK)
+			checkLines(t, "connect stdout", out, []string{"connect to server!", "receive: tcpkit: this server speaks TLS; connect with --tls", "disconnected."})
+			checkLines(t, "connect stderr", errOut, nil)
+			soRejected(t, srv, port, "TLS handshake failed: the client spoke plain text, not TLS")
+		})
+
+		t.Run("certificate not trusted", func(t *testing.T) {
+			code, out, errOut := runTcpkit(t, "connect", "--tls", "--count", "1", addr(port))
+			checkExit(t, "connect --tls without --ca", code, exitFail)
+			checkLines(t, "connect stdout", out, nil)
+			checkLines(t, "connect stderr", errOut, []string{"tcpkit connect: cannot connect to " + addr(port) +
+				": TLS handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority;" +
+				" trust the server's certificate with --ca FILE, or skip the check with --insecure"})
+			soRejected(t, srv, port, "TLS handshake failed: remote error: tls: bad certificate")
+		})
+
+		t.Run("usage", func(t *testing.T) {
+			code, _, errOut := runTcpkit(t, "connect", "--insecure", "--count", "1", addr(port))
+			checkExit(t, "connect --insecure without --tls", code, exitUsage)
+			checkOneLine(t, "its stderr", errOut, "--insecure, --ca, --sni, --cert, --key and --alpn go with --tls")
+			code, _, errOut = runTcpkit(t, "serve", "--port", "0", "--tls-cert", cert)
+			checkExit(t, "serve --tls-cert without --tls-key", code, exitUsage)
+			checkOneLine(t, "its stderr", errOut, "give both --tls-cert and --tls-key, or neither")
+		})
+
+		// A TLS client against a plaintext server: the plain server's answer
+		// is not a TLS record, and connect says so. The seed's server answers
+		// the ClientHello with "test", 4 bytes and its FIN, shorter than a TLS
+		// record header; a longer answer is read as a bad record header.
+		for _, tc := range []struct{ name, reply string }{
+			{"plaintext seed server", "test"},
+			{"plaintext server, longer reply", "not a TLS record"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				plain, pport := serve(t, "--reply", tc.reply)
+				code, out, errOut := runTcpkit(t, "connect", "--tls", "--insecure", "--count", "1", addr(pport))
+				checkExit(t, "connect --tls to a plaintext server", code, exitFail)
+				checkLines(t, "connect stdout", out, nil)
+				checkLines(t, "connect stderr", errOut, []string{"tcpkit connect: cannot connect to " + addr(pport) +
+					": TLS handshake failed: the server answered in plain text; it does not speak TLS (drop --tls)"})
+				stop(t, plain)
+			})
+		}
+		stop(t, srv)
+	})
 }
 
 // soScrape fetches url and returns the status code and the body.
@@ -730,7 +738,7 @@ func TestLogFormatCLI(t *testing.T) {
 			lines := p.stdout.all()
 			var want []map[string]any
 			want = append(want,
-				map[string]any{"level": "INFO", "msg": "listen on port " + m[1], "addr": "127.0.0.1:" + m[1], "engine": "std"},
+				map[string]any{"level": "INFO", "msg": "listen on port " + m[1], "addr": "127.0.0.1:" + m[1], "engine": engineName("auto")},
 				map[string]any{"level": "INFO", "msg": "connect", "conn": "1", "remote": "203.0.113.7:40000"},
 				map[string]any{"level": "INFO", "msg": "message", "conn": "1", "bytes": "8", "text": "testing~"},
 				map[string]any{"level": "WARN", "msg": "rejected", "remote": local, "reason": noHeader},

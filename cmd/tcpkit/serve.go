@@ -77,7 +77,7 @@ func (o *serveOptions) define(fs *flagSet) {
 	fs.StringVar(&o.unix, "unix", "", "listen on a Unix socket at `path` instead of TCP")
 	fs.BoolVar(&o.v4, "4", false, "IPv4 only")
 	fs.BoolVar(&o.v6, "6", false, "IPv6 only")
-	fs.StringVar(&o.engine, "engine", "auto", "what serves connections: epoll (event loops, one per core; Linux), std (a goroutine per connection), or auto: epoll where it can serve, std for TLS, PROXY protocol and Unix sockets")
+	fs.StringVar(&o.engine, "engine", "auto", "what serves connections: epoll (event loops, one per core; Linux), std (a goroutine per connection), or auto: epoll on Linux, std elsewhere")
 	fs.BoolVar(&o.reuseport, "reuseport", false, "let several processes listen on the port (SO_REUSEPORT): the kernel spreads connections over them")
 	fs.StringVar(&o.mode, "mode", "reply", "what to do with messages: reply, echo, discard or exec (see above)")
 	fs.DurationVar(&o.execGrace, "exec-grace", defaultExecGrace, "in exec mode, how long CMD may stay silent (write nothing) after the client's FIN before it is killed and the connection ends")
@@ -296,7 +296,6 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 	}
 
 	// Before a connection is served: its PROXY header, then TLS.
-	var steps []func(net.Conn) (net.Conn, error)
 	if o.proxy {
 		var from []netip.Prefix // none given: any peer
 		if o.proxyFrom != "" || o.given["proxy-protocol-from"] {
@@ -304,25 +303,14 @@ func (o *serveOptions) server(p *printer, tr *tracer, m *metrics, stderr io.Writ
 				return nil, nil, fmt.Errorf("--proxy-protocol-from: %w", err)
 			}
 		}
-		steps = append(steps, proxyHandshake(&proxy.Policy{From: from, Timeout: o.proxyTimeout}))
+		srv.Preamble = proxyPreamble(&proxy.Policy{From: from, Timeout: o.proxyTimeout})
 	}
 	if o.tlsCert != "" {
 		cfg, err := serverTLS(o.tlsCert, o.tlsKey, o.clientCA)
 		if err != nil {
 			return nil, nil, err
 		}
-		steps = append(steps, tlsServerHandshake(cfg, o.tlsTimeout))
-	}
-	if len(steps) > 0 {
-		srv.Handshake = func(nc net.Conn) (net.Conn, error) {
-			for _, step := range steps {
-				var err error
-				if nc, err = step(nc); err != nil {
-					return nil, err
-				}
-			}
-			return nc, nil
-		}
+		srv.Handshake = tlsServerHandshake(cfg, o.tlsTimeout)
 	}
 	return srv, children, nil
 }
@@ -335,15 +323,20 @@ func validHostPort(s string) bool {
 	return err == nil && perr == nil && n >= 0 && n <= 65535
 }
 
-// proxyHandshake is p's Handshake, whose slow-header error names the
-// flag that sets the time allowed.
-func proxyHandshake(p *proxy.Policy) func(net.Conn) (net.Conn, error) {
-	return func(nc net.Conn) (net.Conn, error) {
-		c, err := p.Handshake(nc)
-		if errors.Is(err, proxy.ErrSlowHeader) {
-			err = fmt.Errorf("%w (--proxy-protocol-timeout)", err)
-		}
-		return c, err
+// proxyPreamble reads p's PROXY headers as the server's Preamble, on
+// either engine; the slow-header error names the flag that sets the time
+// allowed.
+func proxyPreamble(p *proxy.Policy) *tcpkit.Preamble {
+	return &tcpkit.Preamble{
+		Allow: p.Allow,
+		Parse: func(b []byte, end error) (int, net.Addr, net.Addr, error) {
+			n, remote, local, err := p.Parse(b, end)
+			if errors.Is(err, proxy.ErrSlowHeader) {
+				err = fmt.Errorf("%w (--proxy-protocol-timeout)", err)
+			}
+			return n, remote, local, err
+		},
+		Timeout: p.Timeout,
 	}
 }
 

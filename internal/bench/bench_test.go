@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -61,6 +62,18 @@ func TestExchangeCountsMatchServer(t *testing.T) {
 			t.Errorf("errors %v, want none", res.Errors)
 		}
 	})
+	// With Prepare (TLS), pingpong runs on tcpkit's Dial loops.
+	t.Run("pingpong with Prepare", func(t *testing.T) {
+		var n atomic.Int64
+		addr := serve(t, counting(&n))
+		res := run(t, Config{Mode: PingPong, Addr: addr, Conns: 8, Exchanges: 5000, Duration: 30 * time.Second, Expect: []byte("test"), Prepare: asIs})
+		if res.Exchanges != 5000 || n.Load() != 5000 {
+			t.Errorf("bench counted %d exchanges, the server %d; want 5000 both", res.Exchanges, n.Load())
+		}
+		if sum := sumErrors(res); sum != 0 {
+			t.Errorf("errors %v, want none", res.Errors)
+		}
+	})
 	t.Run("oneshot", func(t *testing.T) {
 		var n atomic.Int64
 		addr := serve(t, tcpkit.Events{OnData: func(c *tcpkit.Conn, p []byte) {
@@ -77,6 +90,10 @@ func TestExchangeCountsMatchServer(t *testing.T) {
 		}
 	})
 }
+
+// asIs is a Prepare that changes nothing: enough to take the path of
+// connections that have one.
+func asIs(nc net.Conn) (net.Conn, error) { return nc, nil }
 
 func sumErrors(res *Result) int64 {
 	var s int64
@@ -105,18 +122,20 @@ func TestErrorKinds(t *testing.T) {
 		{"stall", stall, "timeout"},
 		{"refused", refused, "refused"},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			res := run(t, Config{Mode: PingPong, Addr: tt.addr, Conns: 2, Duration: 600 * time.Millisecond,
-				Expect: []byte("test"), ReplyTimeout: 200 * time.Millisecond, ConnectTimeout: 200 * time.Millisecond})
-			if res.Errors[tt.kind] == 0 {
-				t.Errorf("errors %v, want some %s", res.Errors, tt.kind)
-			}
-			for k, n := range res.Errors {
-				if k != tt.kind && n != 0 {
-					t.Errorf("errors %v: %s is not %s", res.Errors, k, tt.kind)
+		for _, prepare := range []func(net.Conn) (net.Conn, error){nil, asIs} { // with Prepare: on the Dial loops
+			t.Run(fmt.Sprintf("%s/prepare %v", tt.name, prepare != nil), func(t *testing.T) {
+				res := run(t, Config{Mode: PingPong, Addr: tt.addr, Conns: 2, Duration: 600 * time.Millisecond,
+					Expect: []byte("test"), ReplyTimeout: 200 * time.Millisecond, ConnectTimeout: 200 * time.Millisecond, Prepare: prepare})
+				if res.Errors[tt.kind] == 0 {
+					t.Errorf("errors %v, want some %s", res.Errors, tt.kind)
 				}
-			}
-		})
+				for k, n := range res.Errors {
+					if k != tt.kind && n != 0 {
+						t.Errorf("errors %v: %s is not %s", res.Errors, k, tt.kind)
+					}
+				}
+			})
+		}
 	}
 }
 

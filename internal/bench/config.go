@@ -40,9 +40,10 @@ func ParseMode(s string) (Mode, error) {
 
 // Config is one bench run. Zero values mean the defaults noted.
 type Config struct {
-	Mode  Mode
-	Addr  string // host:port
-	Conns int    // concurrent connections; 0 means 1
+	Mode    Mode
+	Network string // "tcp" (the default, when empty) or "unix"
+	Addr    string // host:port, or a Unix socket's path
+	Conns   int    // concurrent connections; 0 means 1
 
 	// The run issues exchanges for Duration, or until Exchanges were
 	// issued, whichever comes first; at least one of them must be set.
@@ -97,11 +98,23 @@ type Config struct {
 
 	ServerPID int // idle: the server's process, to read its memory per connection
 
+	// Header, if set, gives the bytes each connection sends first, in the
+	// write of its first exchange: a PROXY protocol header. It gets the
+	// connection's own address and the server's.
+	Header func(local, remote net.Addr) []byte
+
 	// Prepare, if set, runs on each new connection before its first
-	// exchange, as sending a PROXY protocol header or a TLS handshake, and
-	// returns the connection to use (one wrapping nc, for TLS); an error
-	// fails it. Connections with Prepare run a goroutine each.
+	// exchange (after Header), as a TLS handshake does, and returns the
+	// connection to use (one wrapping nc, for TLS); an error fails it.
+	// Connections with Prepare run a goroutine each.
 	Prepare func(nc net.Conn) (net.Conn, error)
+}
+
+func (c *Config) network() string {
+	if c.Network == "" {
+		return "tcp"
+	}
+	return c.Network
 }
 
 // DefaultMessage is what the seed's client sends.

@@ -36,7 +36,7 @@ func (r *runner) idle(ctx context.Context) (*Result, error) {
 
 	conns := make([]net.Conn, n)
 	took := make([]time.Duration, n)
-	local := sourceAddrs(r.cfg.Addr)
+	local := sourceAddrs(r.cfg.network(), r.cfg.Addr)
 	var wg sync.WaitGroup
 	for d := range idleDialers {
 		wg.Go(func() {
@@ -46,7 +46,7 @@ func (r *runner) idle(ctx context.Context) (*Result, error) {
 					dl.LocalAddr, dl.Control = local(i), bindNoPort
 				}
 				begin := time.Now()
-				nc, err := dl.DialContext(window, "tcp", r.cfg.Addr)
+				nc, err := dl.DialContext(window, r.cfg.network(), r.cfg.Addr)
 				if err == nil {
 					nc, err = r.prepare(nc)
 				}
@@ -121,7 +121,10 @@ func (r *runner) closeAll(conns []net.Conn) {
 // connection i a source address in 127.0.0.2-127.0.0.254, in turn, so
 // that no address runs short of ephemeral ports even across back-to-back
 // runs; nil otherwise.
-func sourceAddrs(target string) func(i int) net.Addr {
+func sourceAddrs(network, target string) func(i int) net.Addr {
+	if network != "tcp" {
+		return nil
+	}
 	host, _, err := net.SplitHostPort(target)
 	if err != nil {
 		return nil

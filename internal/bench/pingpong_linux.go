@@ -26,6 +26,7 @@ type ppConn struct {
 	start   time.Time // when the exchange in flight was sent, or the connect began
 	out     []byte    // the unsent rest of the request
 	msg     []byte
+	header  []byte    // Config.Header's, sent with the first request
 	retry   time.Time // when to reconnect, while down
 	closeBy time.Time // closing: when to stop waiting for the server's FIN
 	rep     reply
@@ -49,7 +50,7 @@ func (r *runner) epollLoops() bool {
 // reply is in flight waits for it until the drain's end, then sends a
 // FIN and reads to the server's FIN before it closes.
 func (r *runner) pingpongLoop(l, loops int) {
-	sa, err := sockaddr(r.cfg.Addr)
+	sa, err := sockaddr(r.cfg.network(), r.cfg.Addr)
 	ep, eerr := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil || eerr != nil { // fall back to a goroutine per connection
 		if eerr == nil {
@@ -183,6 +184,9 @@ func (r *runner) ppEvent(ep int, c *ppConn, ev uint32, buf []byte, byFD map[int]
 			r.ppFail(c, r.rec.connectSeq(), &OpError{Op: "connect", Err: err}, byFD)
 			return
 		}
+		if r.cfg.Header != nil {
+			c.header = r.cfg.Header(sockAddr(unix.Getsockname(c.fd)), sockAddr(unix.Getpeername(c.fd)))
+		}
 		r.ppSend(c, buf, byFD)
 		return
 	case ppClosing:
@@ -251,6 +255,9 @@ func (r *runner) ppSend(c *ppConn, buf []byte, byFD map[int]*ppConn) {
 		c.msg = r.msg.appendTo(c.msg[:0], seq, c.w)
 	}
 	c.seq, c.out = seq, c.msg
+	if c.header != nil { // the connection's first request: in the header's write
+		c.out, c.header = append(c.header, c.msg...), nil
+	}
 	c.rep.reset()
 	c.state = ppWaiting
 	c.start = time.Now()
@@ -336,8 +343,11 @@ func (r *runner) ppFail(c *ppConn, seq int64, err error, byFD map[int]*ppConn) {
 // ppConnect starts a nonblocking connect for c.
 func (r *runner) ppConnect(ep int, sa unix.Sockaddr, c *ppConn, byFD map[int]*ppConn) {
 	domain := unix.AF_INET
-	if _, ok := sa.(*unix.SockaddrInet6); ok {
+	switch sa.(type) {
+	case *unix.SockaddrInet6:
 		domain = unix.AF_INET6
+	case *unix.SockaddrUnix:
+		domain = unix.AF_UNIX
 	}
 	c.start = time.Now()
 	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
@@ -360,8 +370,12 @@ func (r *runner) ppConnect(ep int, sa unix.Sockaddr, c *ppConn, byFD map[int]*pp
 	}
 }
 
-// sockaddr resolves a host:port to a socket address, once.
-func sockaddr(addr string) (unix.Sockaddr, error) {
+// sockaddr resolves a host:port, or a Unix socket's path, to a socket
+// address, once.
+func sockaddr(network, addr string) (unix.Sockaddr, error) {
+	if network == "unix" {
+		return &unix.SockaddrUnix{Name: addr}, nil
+	}
 	ta, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -377,4 +391,18 @@ func sockaddr(addr string) (unix.Sockaddr, error) {
 	sa := &unix.SockaddrInet6{Port: ta.Port}
 	copy(sa.Addr[:], ta.IP)
 	return sa, nil
+}
+
+// sockAddr turns a socket's address as the kernel gives it into a
+// net.Addr, for Config.Header; nil if it cannot.
+func sockAddr(sa unix.Sockaddr, err error) net.Addr {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+	case *unix.SockaddrUnix:
+		return &net.UnixAddr{Name: sa.Name, Net: "unix"}
+	}
+	return nil
 }

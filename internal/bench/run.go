@@ -75,12 +75,17 @@ func Run(ctx context.Context, cfg Config, progress func(Point)) (*Result, error)
 		startMeasuring() // before the first exchange, so that -n counts them all
 	}
 	r.t0 = time.Now()
-	if r.epollLoops() {
+	switch {
+	case r.epollLoops():
 		loops := min(runtime.GOMAXPROCS(0), cfg.conns())
 		for l := range loops {
 			wg.Go(func() { r.pingpongLoop(l, loops) })
 		}
-	} else {
+	case r.dialLoops():
+		for w := range cfg.conns() {
+			wg.Go(func() { r.dialPingpong(w) })
+		}
+	default:
 		for w := range cfg.conns() {
 			wg.Go(func() { r.work(w) })
 		}

@@ -17,7 +17,7 @@ import (
 func (r *runner) dial(w int) net.Conn {
 	d := net.Dialer{Timeout: r.cfg.connectTimeout()}
 	for {
-		nc, err := d.DialContext(r.drainCtx, "tcp", r.cfg.Addr)
+		nc, err := d.DialContext(r.drainCtx, r.cfg.network(), r.cfg.Addr)
 		if err == nil {
 			if nc, err = r.prepare(nc); err == nil {
 				return nc
@@ -34,9 +34,17 @@ func (r *runner) dial(w int) net.Conn {
 	}
 }
 
-// prepare runs Config.Prepare on a new connection and returns the
-// connection to use (TLS wraps it), closing it on failure.
+// prepare sends Config.Header and runs Config.Prepare on a new
+// connection, and returns the connection to use (TLS wraps it), closing
+// it on failure. The header goes in a write of its own here: these
+// connections have a goroutine each, and are not the fastest anyway.
 func (r *runner) prepare(nc net.Conn) (net.Conn, error) {
+	if r.cfg.Header != nil {
+		if _, err := nc.Write(r.cfg.Header(nc.LocalAddr(), nc.RemoteAddr())); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
 	if r.cfg.Prepare == nil {
 		return nc, nil
 	}
@@ -147,7 +155,7 @@ func (r *runner) oneshot(w int) {
 		if !due.IsZero() {
 			start = due
 		}
-		nc, err := d.DialContext(r.drainCtx, "tcp", r.cfg.Addr)
+		nc, err := d.DialContext(r.drainCtx, r.cfg.network(), r.cfg.Addr)
 		if err == nil {
 			nc, err = r.prepare(nc)
 		}

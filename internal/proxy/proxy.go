@@ -81,7 +81,9 @@ func ParseFrom(list string) ([]netip.Prefix, error) {
 // Handshake reads the PROXY header from nc and returns the connection to
 // serve, whose RemoteAddr and LocalAddr are the client's and the address
 // it connected to, as the header says. A LOCAL header (a balancer's
-// health check) keeps nc's own addresses. It fits tcpkit.Server.Handshake.
+// health check) keeps nc's own addresses. It reads with blocking reads,
+// for a net.Conn of one's own; a tcpkit.Server reads the header with
+// Allow and Parse instead, on its event loop.
 //
 // The header may arrive in any number of pieces: all of it must arrive
 // within the Timeout, counted from the start of the Handshake.
@@ -113,6 +115,47 @@ func (p *Policy) Handshake(nc net.Conn) (net.Conn, error) {
 		return &tcpConn{conn: c, TCPConn: tc}, nil
 	}
 	return c, nil
+}
+
+// Allow refuses a peer the policy does not let send a header, with
+// ErrPeerNotAllowed, before a byte is read from it. With Parse, it makes
+// a tcpkit.Preamble: the engine reads the header as it comes.
+func (p *Policy) Allow(remote net.Addr) error {
+	if !p.allowed(remote) {
+		return ErrPeerNotAllowed
+	}
+	return nil
+}
+
+// Parse looks at what a connection has sent so far, b, and returns the
+// header's length and the addresses it gives once b holds a whole one
+// (nil for a LOCAL header: a balancer's health check keeps the socket's
+// addresses), 0 to wait for more, or why it is not one. end is nil while
+// more may come, or why no more will: one whose Timeout method reports
+// true once the time allowed passed, io.EOF at the peer's FIN. It fits
+// tcpkit.Preamble's Parse.
+func (p *Policy) Parse(b []byte, end error) (n int, remote, local net.Addr, err error) {
+	if missing(b) > 0 {
+		var te interface{ Timeout() bool }
+		switch {
+		case end == nil:
+			return 0, nil, nil, nil
+		case errors.As(end, &te) && te.Timeout() && len(b) == 0:
+			return 0, nil, nil, fmt.Errorf("%w: nothing came within %v", ErrNoHeader, p.timeout())
+		case errors.As(end, &te) && te.Timeout():
+			return 0, nil, nil, fmt.Errorf("%w: only %d bytes of it came within %v", ErrSlowHeader, len(b), p.timeout())
+		}
+		// Any other end of the input (EOF, a reset): the parser says
+		// what the bytes that came are.
+	}
+	h, rest, err := parse(b)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	if h.Command.IsProxy() && h.SourceAddr != nil {
+		remote, local = h.SourceAddr, h.DestinationAddr
+	}
+	return len(b) - len(rest), remote, local, nil
 }
 
 func (p *Policy) timeout() time.Duration {
