@@ -329,7 +329,7 @@ func (f *flow) apply() {
 	tox := f.p.r.Toxics.forDir(f.dir)
 	f.mu.Lock()
 	defer f.unlock()
-	if f.done {
+	if f.done || f.cut { // a cut flow reads on to the FIN, whatever is added
 		return
 	}
 	for _, t := range tox {
@@ -392,6 +392,8 @@ func (f *flow) cutNow() {
 	f.cut = true
 	f.q, f.queued, f.after = nil, 0, nil
 	f.finOut = true // the pair's end sends the FINs
+	f.stalled = false
+	f.unholdLocked(holdDrain | holdQueue | holdStall) // read on, to the FIN: what comes is dropped
 }
 
 // close stops the flow's timers once the pair is closed.
