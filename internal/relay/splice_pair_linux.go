@@ -87,7 +87,7 @@ func (l *sloop) startPair(cfd int, raddr netip.AddrPort) {
 			return
 		}
 	}
-	switch err := unix.Connect(tfd, s.sa); err {
+	switch err := unix.Connect(tfd, l.sa); err {
 	case nil: // a Unix socket connects at once
 		l.connected(p)
 	case unix.EINPROGRESS:
