@@ -511,7 +511,7 @@ func (l *sloop) handle(tag int32, events uint32) {
 	}
 	if p.state == connecting {
 		if Leg(side) == Target && events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-			l.connectDone(p)
+			l.connectDone(p, events)
 		}
 		return
 	}

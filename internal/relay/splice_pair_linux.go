@@ -80,6 +80,13 @@ func (l *sloop) startPair(cfd int, raddr netip.AddrPort) {
 	if s.family != unix.AF_UNIX {
 		unix.SetsockoptInt(tfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
+	err = unix.Connect(tfd, l.sa)
+	if err != nil && err != unix.EINPROGRESS { // a Unix socket: ENOENT, ECONNREFUSED, EAGAIN (its backlog is full)
+		l.dialFailed(p, err)
+		return
+	}
+	// Registered after the connect, so that what epoll reports first is
+	// its outcome; edge-triggered, both ways, for good.
 	events := uint32(unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET)
 	for side := range 2 {
 		if errno := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.fd[side], events, tagPair+2*p.slot+int32(side)); errno != 0 {
@@ -87,22 +94,23 @@ func (l *sloop) startPair(cfd int, raddr netip.AddrPort) {
 			return
 		}
 	}
-	switch err := unix.Connect(tfd, l.sa); err {
-	case nil: // a Unix socket connects at once
+	if err == nil { // a Unix socket connects at once
 		l.connected(p)
-	case unix.EINPROGRESS:
-		p.state = connecting
-		if s.ConnectTimeout > 0 {
-			p.deadline = l.now + int64(s.ConnectTimeout)
-		}
-	default: // a Unix socket: ENOENT, ECONNREFUSED, EAGAIN (its backlog is full)
-		l.dialFailed(p, err)
+		return
+	}
+	p.state = connecting
+	if s.ConnectTimeout > 0 {
+		p.deadline = l.now + int64(s.ConnectTimeout)
 	}
 }
 
 // connectDone is told that the target's socket is writable or failed
-// while connecting.
-func (l *sloop) connectDone(p *spair) {
+// while connecting: writable alone, it is connected.
+func (l *sloop) connectDone(p *spair, events uint32) {
+	if events&(unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+		l.connected(p)
+		return
+	}
 	errno, err := unix.GetsockoptInt(p.fd[Target], unix.SOL_SOCKET, unix.SO_ERROR)
 	switch {
 	case err != nil:
@@ -128,7 +136,9 @@ func (l *sloop) dialFailed(p *spair, err error) {
 func (l *sloop) connected(p *spair) {
 	s := l.s
 	p.state, p.deadline = open, 0
-	p.ready = [2]uint8{canRead | canWrite, canRead | canWrite}
+	// p.ready is what epoll said so far: both sockets are registered
+	// edge-triggered, and registering reports what they are ready for
+	// then, so nothing need be tried that would find EAGAIN.
 	if s.SendProxy > 0 {
 		var hdr bytes.Buffer
 		proxy.WriteHeader(&hdr, s.SendProxy, clientAddr(p.client, s.family), sockName(p.fd[Client]))
@@ -224,6 +234,9 @@ func (l *sloop) pumpDir(p *spair, d Dir) bool {
 		if x.eof {
 			if !x.shut {
 				x.shut = true
+				if other := &p.dirs[1-d]; other.eof && other.shut {
+					return false // the last FIN: closing both sends it, one system call less
+				}
 				if errno := rawsys.Shutdown(p.fd[dst], unix.SHUT_WR); errno != 0 && errno != unix.ENOTCONN {
 					l.broke(p, Leg(dst), "shutdown", errno)
 				}
