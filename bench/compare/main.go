@@ -63,8 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", time.Second, "load before each measured window, not counted")
 	rounds := fs.Int("rounds", 3, "rounds; each runs every server in every scenario, in a rotated order")
 	gen := fs.String("generator", "tcpkit", "load generator: tcpkit (tcpkit bench) or c (servers/c/gen.c)")
-	only := fs.String("servers", "all", "comma-separated servers: c, tcpkit-quiet, tcpkit, tcpkit-std, naive, gnet, node")
-	scen := fs.String("scenarios", "all", "comma-separated scenarios: oneshot, pingpong50, pingpong1000, idle")
+	only := fs.String("servers", "all", "comma-separated servers: c, tcpkit-quiet, tcpkit, tcpkit-std, naive, gnet, node; relays: relay, relay-copy, haproxy, socat")
+	scen := fs.String("scenarios", "all", "comma-separated scenarios: oneshot, pingpong50, pingpong1000, idle, relay-stream, relay-oneshot")
 	idleConns := fs.Int("idle-conns", 10000, "connections held in the idle scenario")
 	idleHold := fs.Duration("idle-hold", 2*time.Second, "how long the idle scenario holds its connections once open (the server's RSS is sampled meanwhile)")
 	out := fs.String("out", "results/latest.md", "markdown report `file`, relative to bench/; empty for none")
@@ -189,12 +189,21 @@ func plan(scs []scenario, srvs []server, gen string) []*table {
 	for _, sc := range scs {
 		t := &table{sc: sc}
 		for _, s := range srvs {
+			if (s.relay != nil) != sc.relay {
+				continue // servers in the server scenarios, relays in the relay ones
+			}
+			if sc.relay {
+				t.rows = append(t.rows, &row{e: entry{srv: s, gen: "tcpkit"}}) // the C generator has no stream mode
+				continue
+			}
 			t.rows = append(t.rows, &row{e: entry{srv: s, gen: gen}})
 			if s.key == "c" && sc.key == "pingpong50" && gen != "c" {
 				t.rows = append(t.rows, &row{e: entry{srv: s, gen: "c"}})
 			}
 		}
-		tables = append(tables, t)
+		if len(t.rows) > 0 {
+			tables = append(tables, t)
+		}
 	}
 	return tables
 }
@@ -296,8 +305,12 @@ func writeReport(w io.Writer, tables []*table, gen string, st settings, rounds i
 	fmt.Fprintln(w)
 	byKey := map[string]*table{}
 	for _, t := range tables {
-		writeTable(w, t, gen)
+		if t.sc.relay {
+			writeRelayTable(w, t)
+		} else {
+			writeTable(w, t, gen)
+		}
 		byKey[t.sc.key] = t
 	}
-	writeTargets(w, targets(byKey, gen))
+	writeTargets(w, append(targets(byKey, gen), relayTargets(byKey)...))
 }

@@ -13,12 +13,15 @@ import (
 	"time"
 )
 
-// server is one of the servers compared.
+// server is one of the servers compared, or one of the relays (relay
+// set: then args gets the backend's port in keepOpen's stead, see
+// relay.go).
 type server struct {
 	key   string // its name in -servers
 	label string // its name in the tables
 	goRT  bool   // a Go program: runs with GOMAXPROCS=1
 	args  func(b *binaries, port int, keepOpen bool) []string
+	relay func(b *binaries, port, backend int) []string // a relay: its command line, relaying port to backend
 }
 
 func servers() []server {
@@ -43,44 +46,48 @@ func servers() []server {
 			return a
 		}
 	}
-	return []server{
+	return append([]server{
 		{"c", "C epoll", false, func(b *binaries, port int, keepOpen bool) []string {
 			mode := "reply"
 			if keepOpen {
 				mode = "keep-open"
 			}
 			return []string{b.cServer, strconv.Itoa(port), mode}
-		}},
-		{"tcpkit-quiet", "tcpkit epoll --quiet", true, tcpkit("epoll", true)},
-		{"tcpkit", "tcpkit epoll (output to /dev/null)", true, tcpkit("epoll", false)},
-		{"tcpkit-std", "tcpkit std --quiet", true, tcpkit("std", true)},
-		{"naive", "naive Go", true, goFlags(func(b *binaries) string { return b.naive })},
-		{"gnet", "gnet v2", true, goFlags(func(b *binaries) string { return b.gnet })},
+		}, nil},
+		{"tcpkit-quiet", "tcpkit epoll --quiet", true, tcpkit("epoll", true), nil},
+		{"tcpkit", "tcpkit epoll (output to /dev/null)", true, tcpkit("epoll", false), nil},
+		{"tcpkit-std", "tcpkit std --quiet", true, tcpkit("std", true), nil},
+		{"naive", "naive Go", true, goFlags(func(b *binaries) string { return b.naive }), nil},
+		{"gnet", "gnet v2", true, goFlags(func(b *binaries) string { return b.gnet }), nil},
 		{"node", "Node (seed)", false, func(b *binaries, port int, keepOpen bool) []string {
 			a := []string{b.node, b.nodeScript, strconv.Itoa(port)}
 			if keepOpen {
 				a = append(a, "--keep-open")
 			}
 			return a
-		}},
-	}
+		}, nil},
+	}, relays()...)
 }
 
-// scenario is one load shape, run against every server.
+// scenario is one load shape, run against every server (or, for a
+// relay scenario, every relay, in front of a backend).
 type scenario struct {
 	key      string // its name in -scenarios
 	title    string
 	mode     string // the generator's mode
 	conns    int
 	keepOpen bool // the servers' mode: keep-open, or reply (the seed)
+	relay    bool // the relays are measured, with a backend behind them on the generator's core
 }
 
 func scenarios(idleConns int) []scenario {
 	return []scenario{
-		{"oneshot", "oneshot c=50", "oneshot", 50, false},
-		{"pingpong50", "pingpong c=50", "pingpong", 50, true},
-		{"pingpong1000", "pingpong c=1000", "pingpong", 1000, true},
-		{"idle", fmt.Sprintf("idle %d connections", idleConns), "idle", idleConns, true},
+		{"oneshot", "oneshot c=50", "oneshot", 50, false, false},
+		{"pingpong50", "pingpong c=50", "pingpong", 50, true, false},
+		{"pingpong1000", "pingpong c=1000", "pingpong", 1000, true, false},
+		{"idle", fmt.Sprintf("idle %d connections", idleConns), "idle", idleConns, true, false},
+		{"relay-stream", "relay, one stream", "stream", 1, false, true},
+		{"relay-oneshot", "relay, oneshot c=50", "oneshot", 50, false, true},
 	}
 }
 
@@ -121,6 +128,7 @@ type genResult struct {
 	WindowEnd   int64              `json:"window_end_unix_ns"`
 	Held        *float64           `json:"held"`
 	KiBPerConn  *float64           `json:"server_kib_per_conn"`
+	BytesPerS   float64            `json:"bytes_per_s"` // stream
 }
 
 // result is what one run measured.
@@ -166,7 +174,20 @@ func runOne(b *binaries, st settings, sc scenario, e entry, stop <-chan struct{}
 	if err != nil {
 		return result{err: err}
 	}
-	args := append([]string{"taskset", "-c", strconv.Itoa(st.serverCPU)}, e.srv.args(b, port, sc.keepOpen)...)
+	var under []string // the program under test: a server, or a relay in front of a backend
+	if sc.relay {
+		backend, stopBackend, err := startBackend(b, st, sc, stop)
+		if err != nil {
+			return result{err: err}
+		}
+		defer stopBackend()
+		if under = e.srv.relay(b, port, backend); under == nil {
+			return result{err: fmt.Errorf("%s is not installed", e.srv.label)}
+		}
+	} else {
+		under = e.srv.args(b, port, sc.keepOpen)
+	}
+	args := append([]string{"taskset", "-c", strconv.Itoa(st.serverCPU)}, under...)
 	var env []string
 	if e.srv.goRT {
 		env = append(env, "GOMAXPROCS=1")
@@ -282,9 +303,12 @@ func genArgs(b *binaries, st settings, sc scenario, gen string, port, serverPID 
 	// a failed run (tcpkit bench exits 1 past the limit, which is 0 by
 	// default).
 	args = append(args, b.tcpkit, "bench", sc.mode, "-c", c, "-d", d.String(), "--json", "--max-errors", "1%")
-	if sc.mode == "idle" {
+	switch sc.mode {
+	case "idle":
 		args = append(args, "--server-pid", strconv.Itoa(serverPID))
-	} else {
+	case "stream":
+		args = append(args, "--warmup", st.warmup.String())
+	default:
 		args = append(args, "--warmup", st.warmup.String(), "--expect", "test")
 	}
 	args = append(args, st.generatorBenchArgs...)
