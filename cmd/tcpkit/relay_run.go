@@ -61,7 +61,13 @@ func (o *relayOptions) engine(ln net.Listener, log *relayLog, tr *tracer) (relay
 			log.opened(p.ID, p.Client().RemoteAddr(), t.RemoteAddr(), t.LocalAddr())
 		}
 	}
-	r.OnClose = func(p *relay.Pair) { log.closed(p.End()) }
+	r.OnClose = func(p *relay.Pair) {
+		e := p.End()
+		if tr != nil {
+			tr.pairEnded(p.ID, e.DialErr, log.target)
+		}
+		log.closed(e)
+	}
 	if o.hex {
 		r.Dump = func(p *relay.Pair, d relay.Dir, offset int64, b []byte) { log.dump(p.ID, d, offset, b) }
 	}

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +25,16 @@ type tracer struct {
 
 	mu   sync.Mutex
 	fins map[uint64]tcpkit.TraceKind // per connection, the first FIN seen: TraceFIN (ours) or TracePeerFIN
+	held map[uint64][]legClose       // relay: the closes of a pair's legs so far, shown together at its end
+}
+
+// legClose is the close of one leg of a relayed pair, held until the
+// pair ends: the two legs close on goroutines of their own, in either
+// order, and a trace that shows them in a fixed one reads the same every
+// time.
+type legClose struct {
+	leg string
+	ev  tcpkit.TraceEvent
 }
 
 // newTracer returns a tracer writing to w in format "text" or "json", or
@@ -40,7 +52,34 @@ func (t *tracer) event(ev tcpkit.TraceEvent) { t.eventAs(ev.Conn.ID(), "", t.pee
 // legEvent traces an event of one leg of a relayed pair: under the pair's
 // id, marked with the leg ("client", "target"), which is also its peer.
 func (t *tracer) legEvent(pair uint64, leg string, ev tcpkit.TraceEvent) {
+	if ev.Kind == tcpkit.TraceClosed {
+		t.mu.Lock()
+		if t.held == nil {
+			t.held = make(map[uint64][]legClose)
+		}
+		t.held[pair] = append(t.held[pair], legClose{leg, ev})
+		t.mu.Unlock()
+		return
+	}
 	t.eventAs(pair, leg, leg, ev)
+}
+
+// pairEnded shows how a relayed pair ended: the target's connect that
+// failed (dialErr, to target), if it did, then the closes of its legs,
+// the client's first.
+func (t *tracer) pairEnded(pair uint64, dialErr error, target string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if dialErr != nil {
+		t.emitLocked(time.Now(), pair, "target", "connect-failed", 0, 0, dialErr, explainDial(target, dialErr), nil)
+	}
+	closes := t.held[pair]
+	delete(t.held, pair)
+	slices.SortStableFunc(closes, func(a, b legClose) int { return strings.Compare(a.leg, b.leg) }) // client, target
+	for _, c := range closes {
+		t.emitLocked(c.ev.Time, pair, c.leg, c.ev.Kind.String(), 0, 0, c.ev.Err, t.explainLocked(c.ev, c.leg), c.ev.Info)
+		delete(t.fins, c.ev.Conn.ID())
+	}
 }
 
 // eventAs traces ev under id, with leg marked (none if empty), peer
