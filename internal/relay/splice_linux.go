@@ -254,7 +254,7 @@ type sloop struct {
 	raw    syscall.RawConn
 	stepFn func(uintptr) bool
 	events []unix.EpollEvent
-	drop   []byte // where bytes read after an idle end go
+	buf    []byte // where a direction's small reads go, on their way to the destination (see pumpDir)
 
 	// Owned by the loop goroutine.
 	accepting bool
@@ -308,6 +308,7 @@ func newSloop(s *Splicer) (*sloop, error) {
 		return nil, err
 	}
 	l.stepFn = l.step
+	l.buf = make([]byte, pipeRead)
 	return l, nil
 }
 
@@ -505,6 +506,9 @@ func (l *sloop) handle(tag int32, events uint32) {
 	p := l.pairs[slot]
 	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		p.ready[side] |= canRead
+	}
+	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		p.ready[side] |= hup // the FIN (or an error) is in: read on to it, whatever a short read says
 	}
 	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		p.ready[side] |= canWrite

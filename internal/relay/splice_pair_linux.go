@@ -42,10 +42,13 @@ const (
 )
 
 // What a side is ready for, as epoll last said: set by its events,
-// cleared when a call finds it not so (EAGAIN).
+// cleared when a call finds it not so (EAGAIN, or a short read). hup
+// says its FIN or an error came: no short read means the socket is empty
+// any more, as the FIN's edge was already reported.
 const (
 	canRead = 1 << iota
 	canWrite
+	hup
 )
 
 // An sdir is one direction of an spair.
@@ -55,6 +58,7 @@ type sdir struct {
 	inPipe int    // bytes in the pipe
 	eof    bool   // the source's FIN was read
 	shut   bool   // the FIN went on (or the destination is shut for good)
+	bulk   bool   // a read filled the loop's buffer: splice from now on
 	sent   int64  // bytes written to the destination
 }
 
@@ -253,6 +257,12 @@ func (l *sloop) pumpDir(p *spair, d Dir) bool {
 			x.eof = true
 			continue
 		}
+		if !x.bulk {
+			if !l.copySmall(p, d, src, dst) {
+				return false
+			}
+			continue
+		}
 		pipe, err := l.getPipe()
 		if err != nil {
 			p.cause = "the relay is out of file descriptors for pipes"
@@ -282,14 +292,78 @@ func (l *sloop) pumpDir(p *spair, d Dir) bool {
 	return true
 }
 
+// copySmall moves one read of d's source to its destination through the
+// loop's buffer, and reports whether to go on. Splicing a few bytes
+// costs more than reading and writing them: a pipe's pages and locks
+// for each, and one more call to learn that the socket is empty, which
+// a short read says for free. So a direction copies until a read fills
+// the buffer (64 KiB: a stream), and splices from then on. What the
+// destination does not take at once goes into the pipe, to be spliced
+// out as it takes more: the pipe is the direction's buffer either way.
+func (l *sloop) copySmall(p *spair, d Dir, src, dst Leg) bool {
+	x := &p.dirs[d]
+	n, errno := rawsys.Read(p.fd[src], l.buf)
+	switch {
+	case errno == unix.EINTR:
+		return true
+	case errno == unix.EAGAIN:
+		p.ready[src] &^= canRead
+		return false
+	case errno != 0:
+		l.broke(p, src, "read", errno)
+		return false
+	case n == 0:
+		x.eof = true
+		return true
+	}
+	p.active = l.now
+	if n == len(l.buf) {
+		x.bulk = true
+	} else if p.ready[src]&hup == 0 {
+		p.ready[src] &^= canRead // a short read: the socket is empty
+	}
+	w := 0
+	for p.ready[dst]&canWrite != 0 && w < n {
+		m, errno := rawsys.Write(p.fd[dst], l.buf[w:n])
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno == unix.EAGAIN {
+			p.ready[dst] &^= canWrite
+			break
+		}
+		if errno != 0 {
+			l.broke(p, dst, "write", errno)
+			return false
+		}
+		w += m
+	}
+	x.sent += int64(w)
+	if w == n {
+		return true
+	}
+	pipe, err := l.getPipe()
+	if err != nil {
+		p.cause = "the relay is out of file descriptors for pipes"
+		l.closePair(p, true, true)
+		return false
+	}
+	if m, errno := rawsys.Write(pipe[1], l.buf[w:n]); errno != 0 || m != n-w { // an empty pipe takes 64 KiB
+		unix.Close(pipe[0])
+		unix.Close(pipe[1])
+		p.cause = "the relay could not hold what the other side had not taken"
+		l.closePair(p, true, true)
+		return false
+	}
+	x.pipe, x.piped, x.inPipe = pipe, true, n-w
+	return true
+}
+
 // discard reads and drops what side sends, after an idle end, and
 // reports whether its FIN came.
 func (l *sloop) discard(p *spair, side Leg) bool {
-	if l.drop == nil {
-		l.drop = make([]byte, 16<<10)
-	}
 	for {
-		n, errno := rawsys.Read(p.fd[side], l.drop)
+		n, errno := rawsys.Read(p.fd[side], l.buf)
 		switch {
 		case errno == unix.EINTR:
 		case errno == unix.EAGAIN:
