@@ -42,7 +42,7 @@ func startRelay(t testing.TB, bin, target string, flags ...string) (*proc, int) 
 	if m == nil {
 		t.Fatalf("relay's listen line is %q, want \"tcpkit relay: listening on 127.0.0.1:PORT, relaying to TARGET (HOW)\"", line)
 	}
-	wantHow := "splice(2): the bytes move in the kernel"
+	wantHow := "splice(2) for streams"
 	for _, f := range flags {
 		for _, c := range []string{"--no-splice", "--hex", "--trace", "--control", "--proxy-protocol", "--latency",
 			"--bandwidth", "--slice", "--reset-after", "--stall", "--limit-data", "--slow-close"} {

@@ -195,7 +195,7 @@ func TestRelayDrain(t *testing.T) {
 			nc.CloseWrite() // and the echo server ends too
 			readAll(t, nc)
 			checkExit(t, "relay", r.wait(t, waitFor), exitOK)
-			checkLines(t, "relay's stderr", r.stderr.all(), []string{"tcpkit relay: stopped; 1 open pair ended by themselves"})
+			checkLines(t, "relay's stderr", r.stderr.all(), []string{"tcpkit relay: stopped; 1 open pair ended by itself"})
 		})
 		t.Run("cut at the drain timeout", func(t *testing.T) {
 			reset := make(chan error, 1)

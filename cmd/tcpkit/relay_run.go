@@ -43,7 +43,7 @@ func (o *relayOptions) engine(ln net.Listener, log *relayLog, tr *tracer) (relay
 		if !o.quiet {
 			s.OnOpen = log.opened
 		}
-		return spliceRelay{s}, "splice(2): the bytes move in the kernel", nil
+		return spliceRelay{s}, "splice(2) for streams", nil
 	}
 
 	r := &relay.Relay{Network: o.network, Address: o.target, Dialer: tcpkit.Dialer{Timeout: o.connectTimeout},
@@ -168,7 +168,11 @@ func runRelay(ctx context.Context, eng relayEngine, ln net.Listener, drain time.
 		cancel()
 		<-waited
 	}
-	code, summary := exitOK, plural(open, "open pair")+" ended by themselves"
+	by := " ended by themselves"
+	if open == 1 {
+		by = " ended by itself"
+	}
+	code, summary := exitOK, plural(open, "open pair")+by
 	if err != nil {
 		left := eng.open()
 		why := "did not end within --drain-timeout " + drain.String()
