@@ -247,7 +247,7 @@ func (s *Splicer) Close() {
 // events (as tcpkit's epoll engine does: see epoll_loop_linux.go).
 type sloop struct {
 	s      *Splicer
-	sa     unix.Sockaddr // the target's, the loop's own copy: Connect writes into it
+	sa     *rawAddr // the target's, laid out for connect(2)
 	epfd   int
 	wakefd int
 	file   *os.File // epfd, in the runtime's poller
@@ -293,7 +293,7 @@ func newSloop(s *Splicer) (*sloop, error) {
 		unix.Close(epfd)
 		return nil, err
 	}
-	l := &sloop{s: s, sa: copySockaddr(s.sa), epfd: epfd, wakefd: wakefd, events: make([]unix.EpollEvent, 256)}
+	l := &sloop{s: s, sa: newRawAddr(s.sa), epfd: epfd, wakefd: wakefd, events: make([]unix.EpollEvent, 256)}
 	if errno := rawsys.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, unix.EPOLLIN, tagWake); errno != 0 {
 		l.closeFDs()
 		return nil, errno
@@ -310,21 +310,6 @@ func newSloop(s *Splicer) (*sloop, error) {
 	l.stepFn = l.step
 	l.buf = make([]byte, pipeRead)
 	return l, nil
-}
-
-func copySockaddr(sa unix.Sockaddr) unix.Sockaddr {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		c := *sa
-		return &c
-	case *unix.SockaddrInet6:
-		c := *sa
-		return &c
-	case *unix.SockaddrUnix:
-		c := *sa
-		return &c
-	}
-	return sa
 }
 
 func (l *sloop) closeFDs() {

@@ -82,11 +82,14 @@ func (l *sloop) startPair(cfd int, raddr netip.AddrPort) {
 	}
 	p.fd[Target] = tfd
 	if s.family != unix.AF_UNIX {
-		unix.SetsockoptInt(tfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		rawSetsockoptInt(tfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	err = unix.Connect(tfd, l.sa)
-	if err != nil && err != unix.EINPROGRESS { // a Unix socket: ENOENT, ECONNREFUSED, EAGAIN (its backlog is full)
-		l.dialFailed(p, err)
+	errno := rawConnect(tfd, l.sa)
+	if errno == unix.EINTR {
+		errno = unix.EINPROGRESS // it goes on in the background, as after EINPROGRESS
+	}
+	if errno != 0 && errno != unix.EINPROGRESS { // a Unix socket: ENOENT, ECONNREFUSED, EAGAIN (its backlog is full)
+		l.dialFailed(p, errno)
 		return
 	}
 	// Registered after the connect, so that what epoll reports first is
@@ -98,7 +101,7 @@ func (l *sloop) startPair(cfd int, raddr netip.AddrPort) {
 			return
 		}
 	}
-	if err == nil { // a Unix socket connects at once
+	if errno == 0 { // a Unix socket connects at once
 		l.connected(p)
 		return
 	}
@@ -427,7 +430,7 @@ func (l *sloop) closePair(p *spair, resetClient, resetTarget bool) {
 			continue
 		}
 		if reset {
-			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			rawLingerZero(fd)
 		}
 		rawsys.Close(fd) // and out of the epoll set
 		p.fd[side] = -1
