@@ -13,8 +13,11 @@ import (
 func TestRelayTrace(t *testing.T) {
 	_, sport := serve(t)
 	r, rport := startRelay(t, tcpkitBin, addr(sport), "--trace")
-	code, _, _ := runTcpkit(t, "connect", "--count", "1", itoa(rport))
-	checkExit(t, "connect", code, exitOK)
+	// The seed's client ends its side only in answer to the server's
+	// FIN (--count would end it after the reply, racing that FIN), and
+	// then its next send fails.
+	code, _, _ := runTcpkit(t, "connect", "--interval", "100ms", itoa(rport))
+	checkExit(t, "connect", code, exitBroken)
 	waitPairEnd(t, r, 1)
 	r.signal(t, syscall.SIGTERM)
 	r.wait(t, waitFor)
