@@ -1,14 +1,12 @@
 package relay
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"sync"
 	"time"
 
 	"tcpkit"
-	"tcpkit/internal/proxy"
 )
 
 // A Leg is one of a pair's two connections.
@@ -121,11 +119,8 @@ func (p *Pair) dial() {
 		p.client.Reset() // a refusal goes on as one
 		return
 	}
-	if r.SendProxy > 0 {
-		var hdr bytes.Buffer
-		if err := proxy.WriteHeader(&hdr, r.SendProxy, p.client.RemoteAddr(), p.client.LocalAddr()); err == nil {
-			tc.Write(hdr.Bytes())
-		}
+	if r.SendProxy > 0 { // before any of the client's bytes: the client is paused
+		tc.Write(proxyHeader(r.SendProxy, p.client.RemoteAddr(), p.client.LocalAddr()))
 	}
 	p.mu.Lock()
 	p.target = tc

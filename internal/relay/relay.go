@@ -12,12 +12,15 @@
 package relay
 
 import (
+	"bytes"
 	"context"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"tcpkit"
+	"tcpkit/internal/proxy"
 )
 
 // A Relay joins each connection a tcpkit.Server accepts (the client's)
@@ -188,4 +191,20 @@ func (r *Relay) applyToxics() {
 			p.down.apply()
 		}
 	}
+}
+
+// proxyHeader is the PROXY protocol header of version v for a client
+// from src that connected to dst. Version 1 has no form for a Unix
+// socket's addresses: it says UNKNOWN then, as the specification asks,
+// and the target takes the connection's own addresses.
+func proxyHeader(v int, src, dst net.Addr) []byte {
+	var b bytes.Buffer
+	if err := proxy.WriteHeader(&b, v, src, dst); err != nil || b.Len() == 0 {
+		if v == 1 {
+			return []byte("PROXY UNKNOWN\r\n")
+		}
+		b.Reset()
+		proxy.WriteHeader(&b, 2, nil, nil) // LOCAL: no address to pass on
+	}
+	return b.Bytes()
 }

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"net"
 	"net/netip"
 	"os"
@@ -10,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"tcpkit/internal/proxy"
 	"tcpkit/internal/rawsys"
 )
 
@@ -147,9 +145,8 @@ func (l *sloop) connected(p *spair) {
 	// edge-triggered, and registering reports what they are ready for
 	// then, so nothing need be tried that would find EAGAIN.
 	if s.SendProxy > 0 {
-		var hdr bytes.Buffer
-		proxy.WriteHeader(&hdr, s.SendProxy, clientAddr(p.client, s.family), sockName(p.fd[Client]))
-		if n, errno := rawsys.Write(p.fd[Target], hdr.Bytes()); errno != 0 || n < hdr.Len() {
+		hdr := proxyHeader(s.SendProxy, clientAddr(p.client, s.family), sockName(p.fd[Client]))
+		if n, errno := rawsys.Write(p.fd[Target], hdr); errno != 0 || n < len(hdr) {
 			p.err, p.errLeg = os.NewSyscallError("write", errnoOr(errno, unix.EAGAIN)), Target
 			l.closePair(p, true, true)
 			return

@@ -1,7 +1,10 @@
 package relay
 
 import (
+	"bytes"
 	"encoding/json"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -109,4 +112,21 @@ func FuzzParseFlag(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The PROXY header a relay sends: the client's address and the one it
+// connected to; for a Unix socket's client, UNKNOWN in v1 (which has no
+// form for its addresses) and the Unix addresses in v2.
+func TestProxyHeader(t *testing.T) {
+	tcp := func(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+	unixAddr := &net.UnixAddr{Net: "unix", Name: "/tmp/relay.sock"}
+	if got, want := string(proxyHeader(1, tcp("203.0.113.7:4444"), tcp("127.0.0.1:6000"))), "PROXY TCP4 203.0.113.7 127.0.0.1 4444 6000\r\n"; got != want {
+		t.Errorf("v1 TCP: %q, want %q", got, want)
+	}
+	if got, want := string(proxyHeader(1, &net.UnixAddr{Net: "unix"}, unixAddr)), "PROXY UNKNOWN\r\n"; got != want {
+		t.Errorf("v1 Unix: %q, want %q", got, want)
+	}
+	if got := proxyHeader(2, &net.UnixAddr{Net: "unix"}, unixAddr); !bytes.HasPrefix(got, []byte("\r\n\r\n\x00\r\nQUIT\n")) {
+		t.Errorf("v2 Unix: % x, want a v2 header", got)
+	}
 }
