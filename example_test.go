@@ -130,6 +130,11 @@ func Example_relay() {
 		OnDrain: func(c *tcpkit.Conn) { other(c).Resume() },
 		OnEnd:   func(c *tcpkit.Conn) { other(c).End() },
 		OnError: func(c *tcpkit.Conn, err error) { other(c).Reset() },
+		OnClose: func(c *tcpkit.Conn, _ bool) { // closed before its FIN was relayed (relay.Close)
+			if t, ok := c.Value().(*tcpkit.Conn); ok {
+				t.End()
+			}
+		},
 	}}
 	rln, _ := net.Listen("tcp", "127.0.0.1:0")
 	go relay.Serve(rln)
