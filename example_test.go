@@ -87,3 +87,69 @@ func Example_client() {
 	// closed, hadError: false
 	// write: tcpkit: the peer ended the connection: broken pipe
 }
+
+// A relay, from the library's pieces: each connection the relay accepts
+// is joined to one it dials to the target. Each side's bytes are written
+// to the other; a side whose output backs up pauses the one that feeds
+// it until OnDrain; a FIN goes on as a FIN (AllowHalfOpen) and a failure
+// as a reset. tcpkit relay is this, with faults, splice(2) and a log.
+func Example_relay() {
+	target := &tcpkit.Server{Events: tcpkit.Events{ // the seed's server
+		OnData: func(c *tcpkit.Conn, p []byte) { c.Write([]byte("test")); c.End() },
+	}}
+	tln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go target.Serve(tln)
+	defer target.Close()
+
+	opts := tcpkit.ConnOptions{AllowHalfOpen: true, ReadDuringBacklog: true}
+	join := func(from, to *tcpkit.Conn, p []byte) {
+		to.Write(p)
+		if to.NeedDrain() {
+			from.Pause() // until to's OnDrain
+		}
+	}
+	other := func(c *tcpkit.Conn) *tcpkit.Conn { return c.Value().(*tcpkit.Conn) }
+	relay := &tcpkit.Server{ConnOptions: opts, Events: tcpkit.Events{
+		OnConnect: func(client *tcpkit.Conn) {
+			client.Offload(func() { // paused while the target is dialed
+				d := tcpkit.Dialer{ConnOptions: opts}
+				t, err := d.Dial(context.Background(), "tcp", tln.Addr().String(), tcpkit.Events{
+					OnData:  func(t *tcpkit.Conn, p []byte) { join(t, client, p) },
+					OnDrain: func(*tcpkit.Conn) { client.Resume() },
+					OnEnd:   func(*tcpkit.Conn) { client.End() },
+					OnError: func(*tcpkit.Conn, error) { client.Reset() },
+				})
+				if err != nil {
+					client.Reset()
+					return
+				}
+				client.SetValue(t)
+			})
+		},
+		OnData:  func(c *tcpkit.Conn, p []byte) { join(c, other(c), p) },
+		OnDrain: func(c *tcpkit.Conn) { other(c).Resume() },
+		OnEnd:   func(c *tcpkit.Conn) { other(c).End() },
+		OnError: func(c *tcpkit.Conn, err error) { other(c).Reset() },
+		OnClose: func(c *tcpkit.Conn, _ bool) { // closed before its FIN was relayed (relay.Close)
+			if t, ok := c.Value().(*tcpkit.Conn); ok {
+				t.End()
+			}
+		},
+	}}
+	rln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go relay.Serve(rln)
+	defer relay.Close()
+
+	c, err := tcpkit.Dial(context.Background(), "tcp", rln.Addr().String(), tcpkit.Events{
+		OnData: func(c *tcpkit.Conn, p []byte) { fmt.Printf("receive: %s\n", p) },
+		OnEnd:  func(c *tcpkit.Conn) { fmt.Println("disconnected.") },
+	})
+	if err != nil {
+		panic(err)
+	}
+	c.Write([]byte("testing~"))
+	<-c.Done()
+	// Output:
+	// receive: test
+	// disconnected.
+}

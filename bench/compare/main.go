@@ -63,8 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", time.Second, "load before each measured window, not counted")
 	rounds := fs.Int("rounds", 3, "rounds; each runs every server in every scenario, in a rotated order")
 	gen := fs.String("generator", "tcpkit", "load generator: tcpkit (tcpkit bench) or c (servers/c/gen.c)")
-	only := fs.String("servers", "all", "comma-separated servers: c, tcpkit-quiet, tcpkit, tcpkit-std, naive, gnet, node, tcpkit-proxy, tcpkit-tls, tcpkit-std-tls, tcpkit-unix")
-	scen := fs.String("scenarios", "all", "comma-separated scenarios: oneshot, pingpong50, pingpong1000, idle, pingpong500")
+	only := fs.String("servers", "all", "comma-separated servers: c, tcpkit-quiet, tcpkit, tcpkit-std, naive, gnet, node, tcpkit-proxy, tcpkit-tls, tcpkit-std-tls, tcpkit-unix; relays: relay, relay-copy, haproxy, socat")
+	scen := fs.String("scenarios", "all", "comma-separated scenarios: oneshot, pingpong50, pingpong1000, idle, pingpong500, relay-stream, relay-oneshot")
 	idleConns := fs.Int("idle-conns", 10000, "connections held in the idle scenario")
 	idleHold := fs.Duration("idle-hold", 2*time.Second, "how long the idle scenario holds its connections once open (the server's RSS is sampled meanwhile)")
 	out := fs.String("out", "results/latest.md", "markdown report `file`, relative to bench/; empty for none")
@@ -192,7 +192,11 @@ func plan(scs []scenario, srvs []server, gen string) []*table {
 	for _, sc := range scs {
 		t := &table{sc: sc}
 		for _, s := range srvs {
-			if !sc.runs(s) {
+			if (s.relay != nil) != sc.relay || !sc.runs(s) {
+				continue // servers in the server scenarios, relays in the relay ones
+			}
+			if sc.relay {
+				t.rows = append(t.rows, &row{e: entry{srv: s, gen: "tcpkit"}}) // the C generator has no stream mode
 				continue
 			}
 			t.rows = append(t.rows, &row{e: entry{srv: s, gen: gen}})
@@ -200,7 +204,9 @@ func plan(scs []scenario, srvs []server, gen string) []*table {
 				t.rows = append(t.rows, &row{e: entry{srv: s, gen: "c"}})
 			}
 		}
-		tables = append(tables, t)
+		if len(t.rows) > 0 {
+			tables = append(tables, t)
+		}
 	}
 	return tables
 }
@@ -307,8 +313,12 @@ func writeReport(w io.Writer, tables []*table, gen string, st settings, rounds i
 		if len(t.rows) == 0 {
 			continue
 		}
-		writeTable(w, t, gen)
+		if t.sc.relay {
+			writeRelayTable(w, t)
+		} else {
+			writeTable(w, t, gen)
+		}
 		byKey[t.sc.key] = t
 	}
-	writeTargets(w, targets(byKey, gen))
+	writeTargets(w, append(targets(byKey, gen), relayTargets(byKey)...))
 }

@@ -249,6 +249,9 @@ func targets(tables map[string]*table, gen string) []target {
 		return math.NaN()
 	}
 	// Issue 8's targets for the epoll engine, per busy server core.
+	if tables["oneshot"] == nil && tables["pingpong50"] == nil && tables["pingpong1000"] == nil && tables["idle"] == nil {
+		return nil // a run of the relays alone
+	}
 	for _, sc := range [][3]any{{"oneshot", "oneshot c=50", 0.90}, {"pingpong50", "pingpong c=50", 0.97}, {"pingpong1000", "pingpong c=1000", 0.97}} {
 		sc, title, vsC := sc[0].(string), sc[1].(string), sc[2].(float64)
 		ts = append(ts, paired(tables, "tcpkit epoll --quiet ÷ C, per busy core, "+title, sc, "tcpkit-quiet", gen, "c", gen, perBusy, vsC))

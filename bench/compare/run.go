@@ -14,7 +14,9 @@ import (
 	"time"
 )
 
-// server is one of the servers compared.
+// server is one of the servers compared, or one of the relays (relay
+// set: then args gets the backend's port in keepOpen's stead, see
+// relay.go).
 type server struct {
 	key   string // its name in -servers
 	label string // its name in the tables
@@ -30,6 +32,7 @@ type server struct {
 	unix      bool
 	idleExtra time.Duration
 	only      []string
+	relay     func(b *binaries, port, backend int) []string // a relay: its command line, relaying port to backend
 }
 
 func servers() []server {
@@ -93,10 +96,11 @@ func servers() []server {
 			}
 			return a
 		}},
-	}, variants...)
+	}, append(variants, relays()...)...)
 }
 
-// scenario is one load shape, run against the servers.
+// scenario is one load shape, run against the servers (or, for a
+// relay scenario, the relays, in front of a backend).
 type scenario struct {
 	key      string // its name in -scenarios
 	title    string
@@ -107,6 +111,7 @@ type scenario struct {
 	// servers, if set, are the only servers it runs; otherwise every
 	// server with no only list, and those whose list names it.
 	servers []string
+	relay   bool // the relays are measured, with a backend behind them on the generator's core
 }
 
 func scenarios(idleConns int) []scenario {
@@ -119,6 +124,8 @@ func scenarios(idleConns int) []scenario {
 		// beside its reference, plain TCP and the std engine.
 		{key: "pingpong500", title: "pingpong c=500: PROXY protocol and TLS", mode: "pingpong", conns: 500, keepOpen: true,
 			servers: []string{"tcpkit-quiet", "tcpkit-proxy", "tcpkit-tls", "tcpkit-std-tls"}},
+		{key: "relay-stream", title: "relay, one stream", mode: "stream", conns: 1, relay: true},
+		{key: "relay-oneshot", title: "relay, oneshot c=50", mode: "oneshot", conns: 50, relay: true},
 	}
 }
 
@@ -167,6 +174,7 @@ type genResult struct {
 	WindowEnd   int64              `json:"window_end_unix_ns"`
 	Held        *float64           `json:"held"`
 	KiBPerConn  *float64           `json:"server_kib_per_conn"`
+	BytesPerS   float64            `json:"bytes_per_s"` // stream
 }
 
 // result is what one run measured.
@@ -213,7 +221,20 @@ func runOne(b *binaries, st settings, sc scenario, e entry, stop <-chan struct{}
 	if err != nil {
 		return result{err: err}
 	}
-	args := append([]string{"taskset", "-c", strconv.Itoa(st.serverCPU)}, e.srv.args(b, port, sc.keepOpen)...)
+	var under []string // the program under test: a server, or a relay in front of a backend
+	if sc.relay {
+		backend, stopBackend, err := startBackend(b, st, sc, stop)
+		if err != nil {
+			return result{err: err}
+		}
+		defer stopBackend()
+		if under = e.srv.relay(b, port, backend); under == nil {
+			return result{err: fmt.Errorf("%s is not installed", e.srv.label)}
+		}
+	} else {
+		under = e.srv.args(b, port, sc.keepOpen)
+	}
+	args := append([]string{"taskset", "-c", strconv.Itoa(st.serverCPU)}, under...)
 	var env []string
 	if e.srv.goRT {
 		env = append(env, "GOMAXPROCS=1")
@@ -335,9 +356,12 @@ func genArgs(b *binaries, st settings, sc scenario, e entry, port, serverPID int
 	// a failed run (tcpkit bench exits 1 past the limit, which is 0 by
 	// default).
 	args = append(args, b.tcpkit, "bench", sc.mode, "-c", c, "-d", d.String(), "--json", "--max-errors", "1%")
-	if sc.mode == "idle" {
+	switch sc.mode {
+	case "idle":
 		args = append(args, "--server-pid", strconv.Itoa(serverPID))
-	} else {
+	case "stream":
+		args = append(args, "--warmup", st.warmup.String())
+	default:
 		args = append(args, "--warmup", st.warmup.String(), "--expect", "test")
 	}
 	args = append(args, st.generatorBenchArgs...)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -125,6 +127,27 @@ var docRunners = map[string]func(r *docRun){
 	"netcat-unix":          func(r *docRun) { r.session("netcat-unix") },
 	"watch-seed-ladder":    withTestdata("watch-seed-ladder"),
 	"watch-epipe-ladder":   withTestdata("watch-epipe-ladder"),
+	"relay-seed":           func(r *docRun) { r.session("relay-seed") },
+	"relay-refused":        func(r *docRun) { r.session("relay-refused") },
+	"relay-hex":            func(r *docRun) { r.session("relay-hex") },
+	"relay-proxy":          func(r *docRun) { r.session("relay-proxy") },
+	"relay-trace": func(r *docRun) {
+		r.background("tcpkit serve", "listen on port 5000")
+		srv := r.server("relay-trace", 1)
+		r.session("relay-trace-client")
+		srv.interrupt(r.t)
+	},
+	"relay-trace-client": func(r *docRun) {}, // with relay-trace
+	"relay-latency": func(r *docRun) {
+		r.numbers = true
+		r.session("relay-latency")
+		// The numbers the transcript masks: 100 ms more per round trip.
+		out, _ := r.run("tcpkit bench pingpong -c 1 -d 1s --json 6000 | jq .latency_us.p50")
+		if p50, err := strconv.ParseFloat(strings.Join(out, ""), 64); err != nil || p50 < 95000 || p50 > 140000 {
+			r.t.Errorf("through --latency 50ms the median round trip is %q µs, want about 100000", out)
+		}
+	},
+	"relay-control": func(r *docRun) { needPeer(r.t, "curl"); r.session("relay-control") },
 	"deploy-reuseport": func(r *docRun) {
 		r.session("deploy-reuseport")
 		for _, dp := range r.bg {

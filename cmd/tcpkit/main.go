@@ -38,6 +38,7 @@ func init() { // in init: completion reads the table it is in
 		"ports":      {portsCmd, "list TCP listeners and connections with their processes (lsof -i)"},
 		"version":    {versionCmd, "print tcpkit's version, the commit it was built from, and the Go version"},
 		"completion": {completionCmd, "print a shell completion script: bash, zsh or fish"},
+		"relay":      {relayCmd, "relay connections to another address, byte for byte, with faults on demand (socat, toxiproxy)"},
 		"watch":      {watchCmd, "draw each connection to a port as a ladder of its TCP segments, explained (tcpdump)"},
 	}
 }

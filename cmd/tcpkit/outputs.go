@@ -12,7 +12,7 @@ import (
 // that a stuck reader cannot keep the process from exiting.
 const outputGrace = 200 * time.Millisecond
 
-// outputs are serve's two streams, each written through a lineWriter that
+// outputs are serve's (and relay's) two streams, each written through a lineWriter that
 // never holds the server up. Per-connection lines go to out; trace lines,
 // status and notices to err, so that they keep their order there.
 type outputs struct {
@@ -25,19 +25,28 @@ type outputs struct {
 // stderr says so and stop is called: the server drains and exits as on
 // SIGTERM, rather than serving on with nowhere to report.
 func newOutputs(stdout, stderr io.Writer, stop func()) *outputs {
+	return newOutputsOf("serve", stdout, stderr, stop)
+}
+
+// newOutputsOf is newOutputs for the command cmd, which its notices name.
+func newOutputsOf(cmd string, stdout, stderr io.Writer, stop func()) *outputs {
 	o := &outputs{err: newLineWriter(stderr, lineOptions{drop: true, escape: isTerminal(stderr)})}
 	o.out = newLineWriter(stdout, lineOptions{
 		drop:   true,
 		escape: isTerminal(stdout),
 		onDrop: func() {
-			o.err.line("tcpkit serve: standard output is not keeping up: lines are dropped until it does (counted in the last line, and in tcpkit_output_dropped_lines_total with --metrics)")
+			counted := "counted in the last line"
+			if cmd == "serve" {
+				counted += ", and in tcpkit_output_dropped_lines_total with --metrics"
+			}
+			o.err.line("tcpkit " + cmd + ": standard output is not keeping up: lines are dropped until it does (" + counted + ")")
 		},
 		onBroken: func(err error) {
 			why := err.Error()
 			if errors.Is(err, syscall.EPIPE) {
 				why = "its reader is gone (EPIPE)"
 			}
-			o.err.line("tcpkit serve: cannot write to standard output: ", why, "; stopping as on SIGTERM")
+			o.err.line("tcpkit "+cmd+": cannot write to standard output: ", why, "; stopping as on SIGTERM")
 			stop()
 		},
 	})

@@ -21,6 +21,7 @@ var flagPages = map[string]string{
 	"ports":   "ports.md",
 	"cert":    "tls-and-proxy.md",
 	"watch":   "watch.md",
+	"relay":   "relay.md",
 }
 
 var flagsSectionRe = regexp.MustCompile("(?s)\n## Flags\n.*$")

@@ -286,3 +286,33 @@ func TestUsageExamples(t *testing.T) {
 		}
 	}
 }
+
+func init() {
+	// relay's: each relays to the seed's server on port 5000, and a
+	// client through it gets what it would get directly.
+	seed := "connect to server!\nreceive: test\ndisconnected."
+	relayExample := func(server, client, want string) func(r *docRun, line string) {
+		return func(r *docRun, line string) {
+			if strings.HasPrefix(client, "curl") {
+				needPeer(r.t, "curl")
+			}
+			r.background(server, "listen on port 5000")
+			relay := r.start(&docCmd{line: line}, docBlock{file: "(-h example)"}, docNormalizer{})
+			relay.waitLines(r.t, 1) // its listen line
+			out, _ := r.run(client)
+			if got := strings.Join(out, "\n"); got != want {
+				r.t.Errorf("$ %s\nthrough $ %s: printed %q, want %q", client, line, got, want)
+			}
+			syscall.Kill(-relay.p.cmd.Process.Pid, syscall.SIGINT)
+			if code := relay.p.wait(r.t, waitFor); code != exitOK {
+				r.t.Errorf("$ %s exited %d after Ctrl-C, want 0: %s", line, code, relay.p.describe())
+			}
+		}
+	}
+	usageRunners["tcpkit relay 6000 localhost:5000"] = relayExample("tcpkit serve", "tcpkit connect 6000 --count 1", seed)
+	usageRunners["tcpkit relay --hex 127.0.0.1:6000 5000"] = relayExample("tcpkit serve", "tcpkit connect 127.0.0.1:6000 --count 1", seed)
+	usageRunners["tcpkit relay --latency 50ms 6000 5000"] = relayExample("tcpkit serve", "tcpkit connect 6000 --count 1", seed)
+	usageRunners["tcpkit relay --bandwidth down:1048576 6000 5000"] = relayExample("tcpkit serve", "tcpkit connect 6000 --count 1", seed)
+	usageRunners["tcpkit relay --control 127.0.0.1:6001 6000 5000"] = relayExample("tcpkit serve", "curl -s 127.0.0.1:6001/toxics", "[]")
+	usageRunners["tcpkit relay --unix /tmp/relay.sock 5000"] = relayExample("tcpkit serve", "tcpkit connect --unix /tmp/relay.sock --count 1", seed)
+}
