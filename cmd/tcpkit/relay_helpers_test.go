@@ -36,7 +36,14 @@ var relayListenRe = regexp.MustCompile(`^tcpkit relay: listening on 127\.0\.0\.1
 // taken out of the stream).
 func startRelay(t testing.TB, bin, target string, flags ...string) (*proc, int) {
 	t.Helper()
-	p := start(t, bin, append(append([]string{"relay"}, flags...), "127.0.0.1:0", target)...)
+	return startRelayUnder(t, []string{bin}, target, flags...)
+}
+
+// startRelayUnder is startRelay with a command before the relay's
+// arguments: the binary, or a program that runs it (prlimit ... BIN).
+func startRelayUnder(t testing.TB, cmd []string, target string, flags ...string) (*proc, int) {
+	t.Helper()
+	p := start(t, cmd[0], append(append(append(cmd[1:len(cmd):len(cmd)], "relay"), flags...), "127.0.0.1:0", target)...)
 	line := p.stderr.take(t, "tcpkit relay: listening on ", waitFor)
 	m := relayListenRe.FindStringSubmatch(line)
 	if m == nil {

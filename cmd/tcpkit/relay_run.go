@@ -33,8 +33,15 @@ func (o *relayOptions) engine(ln net.Listener, log *relayLog, tr *tracer) (relay
 	if o.sendProxy != "" {
 		sendProxy, _ = proxyVersion(o.sendProxy)
 	}
-	reject := func(remote net.Addr) {
+	atMax := func(remote net.Addr) {
 		log.rejected(remote, "too many pairs open (--max-conns "+strconv.Itoa(o.maxConns)+")")
+	}
+	reject := func(remote net.Addr, err error) {
+		if errors.Is(err, relay.ErrTooManyPairs) {
+			atMax(remote)
+			return
+		}
+		log.rejected(remote, err.Error()) // out of file descriptors
 	}
 	why := o.copyReason()
 	if why == "" {
@@ -77,7 +84,7 @@ func (o *relayOptions) engine(ln net.Listener, log *relayLog, tr *tracer) (relay
 	srv := &tcpkit.Server{Events: r.Events(), ConnOptions: r.ClientOptions(), MaxConns: o.maxConns,
 		OnReject: func(remote net.Addr, err error) {
 			if errors.Is(err, tcpkit.ErrTooManyConns) {
-				reject(remote)
+				atMax(remote)
 				return
 			}
 			log.rejected(remote, err.Error()) // a PROXY header that is missing, bad or late

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -36,18 +37,31 @@ type Splicer struct {
 
 	// OnOpen, if set, is told of each pair whose target connected: the
 	// client's address, the target's, and ours toward it. OnClose, of
-	// each pair's end; OnReject, of each client closed at MaxConns. They
-	// run on a loop and must not block.
+	// each pair's end; OnReject, of each client closed as it was
+	// accepted, and why: ErrTooManyPairs at MaxConns, or the accept's
+	// error when the process is out of file descriptors. They run on a
+	// loop and must not block.
 	OnOpen   func(id uint64, client, target, via net.Addr)
 	OnClose  func(e End)
-	OnReject func(remote net.Addr)
+	OnReject func(remote net.Addr, err error)
 
 	target net.Addr      // the target, for logs
 	sa     unix.Sockaddr // the target, to connect to
 	family int
-	lfd    int // the listener, duplicated: the loops accept on it
-	lastID atomic.Uint64
-	open   atomic.Int64 // pairs open, on every loop
+	lfd    int      // the listener, duplicated: the loops accept on it
+	laddr  net.Addr // its address, for errors
+	// reserve is an fd held back (-1 if none) for turning clients away
+	// when the process is out of them: closed, it lets one accept
+	// through, whose client is closed at once and reported, rather
+	// than left in the backlog with no answer.
+	// Once the process has run out (atLimit), every call that opens a
+	// descriptor takes reserveMu (see lockFDs), so that none takes the
+	// number shed lends to an accept.
+	reserveMu sync.Mutex
+	reserve   int
+	atLimit   atomic.Bool
+	lastID    atomic.Uint64
+	open      atomic.Int64 // pairs open, on every loop
 
 	mu         sync.Mutex
 	loops      []*sloop
@@ -80,7 +94,10 @@ func (s *Splicer) Serve(ln net.Listener) error {
 		unix.Close(lfd)
 		return nil
 	}
-	s.lfd = lfd
+	s.lfd, s.laddr = lfd, ln.Addr()
+	s.reserveMu.Lock()
+	s.takeReserveLocked()
+	s.reserveMu.Unlock()
 	n := s.Loops
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
@@ -111,6 +128,36 @@ func (s *Splicer) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	<-unlistened
 	return nil
+}
+
+// ErrTooManyPairs is OnReject's reason for a client past MaxConns.
+var ErrTooManyPairs = errors.New("too many pairs open")
+
+// lockFDs is taken around a call that opens descriptors; it reports
+// whether it locked, for unlockFDs.
+func (s *Splicer) lockFDs() bool {
+	if !s.atLimit.Load() {
+		return false
+	}
+	s.reserveMu.Lock()
+	return true
+}
+
+func (s *Splicer) unlockFDs(locked bool) {
+	if locked {
+		s.reserveMu.Unlock()
+	}
+}
+
+// takeReserveLocked opens the reserve fd, if an fd is to be had.
+func (s *Splicer) takeReserveLocked() bool {
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		s.reserve = -1
+		return false
+	}
+	s.reserve = fd
+	return true
 }
 
 // resolve turns Address into the socket address to connect to.
@@ -170,6 +217,12 @@ func (s *Splicer) unlistenedLoop() {
 	defer s.mu.Unlock()
 	if s.accepting--; s.accepting == 0 {
 		unix.Close(s.lfd)
+		s.reserveMu.Lock()
+		if s.reserve >= 0 {
+			unix.Close(s.reserve)
+			s.reserve = -1
+		}
+		s.reserveMu.Unlock()
 		close(s.unlistened)
 	}
 }

@@ -289,14 +289,21 @@ func (l *sloop) accept() {
 		return
 	}
 	for range 64 {
+		locked := l.s.lockFDs()
 		fd, raddr, errno := rawsys.Accept(l.s.lfd)
+		l.s.unlockFDs(locked)
 		switch errno {
 		case 0:
 		case unix.EAGAIN, unix.EINVAL: // EINVAL: StopAccepting shut the listener
 			return
 		case unix.EINTR, unix.ECONNABORTED:
 			continue
-		default: // EMFILE, ENFILE, ENOBUFS: stop accepting for a moment rather than spin
+		case unix.EMFILE, unix.ENFILE:
+			if l.shed(errno) {
+				continue
+			}
+			fallthrough
+		default: // ENOBUFS, or no fd to shed with: stop accepting for a moment rather than spin
 			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, l.s.lfd, nil)
 			l.backoff = monoNow() + int64(50*time.Millisecond)
 			return
@@ -305,7 +312,7 @@ func (l *sloop) accept() {
 			l.s.open.Add(-1)
 			unix.Close(fd)
 			if l.s.OnReject != nil {
-				l.s.OnReject(clientAddr(raddr, l.s.family))
+				l.s.OnReject(clientAddr(raddr, l.s.family), ErrTooManyPairs)
 			}
 			continue
 		} else if max <= 0 {
@@ -313,6 +320,33 @@ func (l *sloop) accept() {
 		}
 		l.startPair(fd, raddr)
 	}
+}
+
+// shed turns one waiting client away when the process is out of fds
+// (cause): the reserve fd is closed so that the accept can take its
+// number, the client is closed at once and reported, and the reserve
+// is taken back. It reports whether accepting may go on: false when
+// there was no reserve to give up.
+func (l *sloop) shed(cause unix.Errno) bool {
+	s := l.s
+	s.atLimit.Store(true)
+	s.reserveMu.Lock()
+	defer s.reserveMu.Unlock()
+	if s.reserve < 0 && !s.takeReserveLocked() {
+		return false
+	}
+	unix.Close(s.reserve)
+	fd, raddr, errno := rawsys.Accept(s.lfd)
+	if errno == 0 {
+		unix.Close(fd)
+		if s.OnReject != nil {
+			s.OnReject(clientAddr(raddr, s.family), &net.OpError{Op: "accept", Net: s.laddr.Network(), Addr: s.laddr,
+				Err: os.NewSyscallError("accept4", cause)})
+		}
+	}
+	s.takeReserveLocked()
+	// EAGAIN: another loop took it; the next accept says so.
+	return errno == 0 || errno == unix.EAGAIN || errno == unix.EINTR || errno == unix.ECONNABORTED
 }
 
 // clientAddr is a client's address for logs: a Unix socket's clients
@@ -383,7 +417,10 @@ func (l *sloop) getPipe() ([2]int, error) {
 		return p, nil
 	}
 	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+	locked := l.s.lockFDs()
+	err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC)
+	l.s.unlockFDs(locked)
+	if err != nil {
 		return fds, err
 	}
 	return fds, nil

@@ -23,7 +23,7 @@ type Splicer struct {
 	Loops            int
 	OnOpen           func(id uint64, client, target, via net.Addr)
 	OnClose          func(e End)
-	OnReject         func(remote net.Addr)
+	OnReject         func(remote net.Addr, err error)
 }
 
 func (s *Splicer) Serve(ln net.Listener) error {

@@ -73,7 +73,9 @@ func (l *sloop) startPair(cfd int, raddr netip.AddrPort) {
 	s := l.s
 	p := &spair{id: s.lastID.Add(1), fd: [2]int{cfd, -1}, client: raddr, opened: l.now, active: l.now}
 	l.add(p)
+	locked := s.lockFDs()
 	tfd, err := unix.Socket(s.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	s.unlockFDs(locked)
 	if err != nil {
 		l.dialFailed(p, err)
 		return
