@@ -48,9 +48,17 @@ type flow struct {
 	stalled bool  // a stall toxic acts
 	cut     bool  // a toxic or the idle timeout ended the flow: what comes is dropped
 	done    bool  // the pair is closed
-	active  map[string]*applied
-	action  func() // to run once mu is released: a toxic's end of the pair
-	after   func() // a byte toxic's end, once the bytes it let through are written
+
+	// Before start, what the source sends waits here: on the event loop
+	// the target's leg may read before Dial has returned, and nothing
+	// may go on before the pair is joined and its toxics act. Past
+	// maxHeld bytes the source is paused (start resumes it).
+	started  bool
+	early    []byte
+	earlyFIN bool
+	active   map[string]*applied
+	action   func() // to run once mu is released: a toxic's end of the pair
+	after    func() // a byte toxic's end, once the bytes it let through are written
 }
 
 // A piece is bytes, or the FIN, held back until at (monoNow's clock).
@@ -92,10 +100,20 @@ func (f *flow) unlock() {
 	}
 }
 
-// forward takes a chunk from the source: OnData.
-func (f *flow) forward(b []byte) {
+// forward takes a chunk from the source, src: OnData.
+func (f *flow) forward(src *tcpkit.Conn, b []byte) {
 	f.mu.Lock()
 	defer f.unlock()
+	if !f.started {
+		if f.early = append(f.early, b...); len(f.early) >= maxHeld {
+			src.Pause()
+		}
+		return
+	}
+	f.forwardLocked(b)
+}
+
+func (f *flow) forwardLocked(b []byte) {
 	from := f.total
 	f.total += int64(len(b))
 	if dump := f.p.r.Dump; dump != nil {
@@ -260,6 +278,14 @@ func (f *flow) fire() {
 func (f *flow) fin() {
 	f.mu.Lock()
 	defer f.unlock()
+	if !f.started {
+		f.earlyFIN = true
+		return
+	}
+	f.finLocked()
+}
+
+func (f *flow) finLocked() {
 	if f.cut || f.done {
 		return
 	}
@@ -317,6 +343,14 @@ func (f *flow) start() {
 	f.apply()
 	f.mu.Lock()
 	defer f.unlock()
+	f.started = true
+	if b := f.early; len(b) > 0 {
+		f.early = nil
+		f.forwardLocked(b)
+	}
+	if f.earlyFIN {
+		f.finLocked()
+	}
 	if f.holds == 0 {
 		f.src().Resume()
 	}

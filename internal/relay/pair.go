@@ -139,7 +139,7 @@ func (p *Pair) dial() {
 
 func (p *Pair) targetEvents() tcpkit.Events {
 	return tcpkit.Events{
-		OnData:  func(_ *tcpkit.Conn, b []byte) { p.down.forward(b) },
+		OnData:  func(c *tcpkit.Conn, b []byte) { p.down.forward(c, b) },
 		OnEnd:   func(*tcpkit.Conn) { p.down.fin() },
 		OnDrain: func(*tcpkit.Conn) { p.up.drained() },
 		OnError: func(_ *tcpkit.Conn, err error) { p.broke(Target, err) },

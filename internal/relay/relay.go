@@ -90,7 +90,7 @@ func (r *Relay) Events() tcpkit.Events {
 			c.Pause() // until the target is there: what the client sends waits in the kernel
 			go p.dial()
 		},
-		OnData:    func(c *tcpkit.Conn, b []byte) { r.pairOf(c).up.forward(b) },
+		OnData:    func(c *tcpkit.Conn, b []byte) { r.pairOf(c).up.forward(c, b) },
 		OnEnd:     func(c *tcpkit.Conn) { r.pairOf(c).up.fin() },
 		OnDrain:   func(c *tcpkit.Conn) { r.pairOf(c).down.drained() },
 		OnTimeout: func(c *tcpkit.Conn) { r.pairOf(c).idle() },
