@@ -405,10 +405,22 @@ func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, 
 	if m != nil {
 		m.draining.Store(true) // /healthz says so from now on
 	}
+	// SIGUSR1 is answered in every phase: how many are left is what an
+	// operator wants to know during a drain.
+	report := func() { outs.err.line("tcpkit serve: status: ", statusLine(srv)) }
 	if delay > 0 { // let the balancer see /healthz fail before the port closes
-		select {
-		case <-time.After(delay):
-		case <-forced(ctx):
+		t := time.NewTimer(delay)
+	delaying:
+		for {
+			select {
+			case <-t.C:
+				break delaying
+			case <-forced(ctx):
+				t.Stop()
+				break delaying
+			case <-status:
+				report()
+			}
 		}
 	}
 	deadline := time.Now().Add(drain)
@@ -418,13 +430,20 @@ func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, 
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(dctx) }()
 	var err error
-	select {
-	case err = <-shut:
-	case <-forced(ctx):
-		err = errSecondSignal
-		deadline = time.Now() // and the output gets no more than outputGrace
-		cancel()
-		<-shut
+draining:
+	for {
+		select {
+		case err = <-shut:
+			break draining
+		case <-forced(ctx):
+			err = errSecondSignal
+			deadline = time.Now() // and the output gets no more than outputGrace
+			cancel()
+			<-shut
+			break draining
+		case <-status:
+			report()
+		}
 	}
 	code, summary := exitOK, plural(open, "open connection")+" ended cleanly"
 	if err != nil {
