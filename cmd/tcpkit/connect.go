@@ -314,7 +314,13 @@ func seedFlagsSet(fs *flagSet) bool {
 
 // parseTarget turns "PORT" or "HOST:PORT" into a dialable address.
 func parseTarget(s string) (string, error) {
-	host, port := "localhost", s
+	return hostPort(s, "localhost", 1)
+}
+
+// hostPort turns "PORT" or "HOST:PORT" into an address: host defaults
+// to defHost, and the port must be from lo to 65535.
+func hostPort(s, defHost string, lo int) (string, error) {
+	host, port := defHost, s
 	if h, p, err := net.SplitHostPort(s); err == nil {
 		host, port = h, p
 	}
@@ -322,8 +328,8 @@ func parseTarget(s string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%q is not a PORT or HOST:PORT", s)
 	}
-	if n < 1 || n > 65535 {
-		return "", fmt.Errorf("port %d is out of range: use 1 to 65535", n)
+	if n < lo || n > 65535 {
+		return "", fmt.Errorf("port %d is out of range: use %d to 65535", n, lo)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(n)), nil
 }

@@ -190,18 +190,11 @@ func (o *relayOptions) check(pos []string) error {
 
 // parseListen turns LISTEN, [HOST:]PORT, into an address to listen on.
 func parseListen(s string) (string, error) {
-	host, port := "", s
-	if h, p, err := net.SplitHostPort(s); err == nil {
-		host, port = h, p
-	}
-	n, err := strconv.Atoi(port)
+	addr, err := hostPort(s, "", 0)
 	if err != nil {
-		return "", fmt.Errorf("LISTEN %q is not a PORT or HOST:PORT", s)
+		return "", errors.New("LISTEN " + err.Error())
 	}
-	if n < 0 || n > 65535 {
-		return "", fmt.Errorf("LISTEN port %d is out of range: use 0 to 65535", n)
-	}
-	return net.JoinHostPort(host, strconv.Itoa(n)), nil
+	return addr, nil
 }
 
 // copyReason says why the bytes are copied through the event loop
