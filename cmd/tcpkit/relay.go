@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -177,6 +178,9 @@ func (o *relayOptions) check(pos []string) error {
 		if len(t) > maxUnixPath {
 			return fmt.Errorf("TARGET %s is %d bytes, over the %d-byte limit of a Unix socket path", t, len(t), maxUnixPath)
 		}
+		if o.unix != "" && filepath.Clean(o.unix) == filepath.Clean(t) {
+			return fmt.Errorf("TARGET %s is the relay's own socket: %s", t, errItself)
+		}
 		o.network, o.target = "unix", t
 		return nil
 	}
@@ -184,8 +188,60 @@ func (o *relayOptions) check(pos []string) error {
 	if err != nil {
 		return fmt.Errorf("TARGET: %w, or the path of a Unix socket", err)
 	}
+	if o.unix == "" && relaysToItself(o.listen, addr) {
+		return fmt.Errorf("TARGET %s is the relay's own LISTEN address: %s", addr, errItself)
+	}
 	o.network, o.target = "tcp", addr
 	return nil
+}
+
+const errItself = "each client would be relayed back to the relay, and again, until it ran out of file descriptors"
+
+// relaysToItself reports whether target is an address of this machine
+// that the listener at listen accepts on: a typo such as "tcpkit relay
+// 5000 5000". Only IP literals and localhost are looked at, so that no
+// name is resolved at startup.
+func relaysToItself(listen, target string) bool {
+	lh, lp, err := net.SplitHostPort(listen)
+	th, tp, err2 := net.SplitHostPort(target)
+	if err != nil || err2 != nil || lp != tp {
+		return false
+	}
+	ips := func(h string) []net.IP {
+		if h == "localhost" {
+			return []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+		}
+		if ip := net.ParseIP(h); ip != nil {
+			return []net.IP{ip}
+		}
+		return nil
+	}
+	local := func(ip net.IP) bool {
+		if ip.IsLoopback() {
+			return true
+		}
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, tip := range ips(th) {
+		if !local(tip) {
+			continue
+		}
+		if lh == "" {
+			return true // every interface
+		}
+		for _, lip := range ips(lh) {
+			if lip.IsUnspecified() || lip.Equal(tip) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // parseListen turns LISTEN, [HOST:]PORT, into an address to listen on.

@@ -201,6 +201,11 @@ func TestRelayUsageErrors(t *testing.T) {
 		{[]string{"relay", "--proxy-protocol-from", "10.0.0.0/8", "6000", "5000"}, "tcpkit relay: --proxy-protocol-from and --proxy-protocol-timeout go with --proxy-protocol (run 'tcpkit relay -h' for help)"},
 		{[]string{"relay", "--control", "6001", "6000", "5000"}, `tcpkit relay: --control "6001": want HOST:PORT, such as 127.0.0.1:6001 (run 'tcpkit relay -h' for help)`},
 		{[]string{"relay", "--connect-timeout", "0s", "6000", "5000"}, "tcpkit relay: --connect-timeout and --drain-timeout must be positive (run 'tcpkit relay -h' for help)"},
+		// A relay to itself: each client relayed back to it, until the fds ran out.
+		{[]string{"relay", "5000", "5000"}, "tcpkit relay: TARGET localhost:5000 is the relay's own LISTEN address: " + errItself + " (run 'tcpkit relay -h' for help)"},
+		{[]string{"relay", "0.0.0.0:5000", "127.0.0.1:5000"}, "tcpkit relay: TARGET 127.0.0.1:5000 is the relay's own LISTEN address: " + errItself + " (run 'tcpkit relay -h' for help)"},
+		{[]string{"relay", "[::]:5000", "[::1]:5000"}, "tcpkit relay: TARGET [::1]:5000 is the relay's own LISTEN address: " + errItself + " (run 'tcpkit relay -h' for help)"},
+		{[]string{"relay", "--unix", "/tmp/tcpkit-self.sock", "/tmp/tcpkit-self.sock"}, "tcpkit relay: TARGET /tmp/tcpkit-self.sock is the relay's own socket: " + errItself + " (run 'tcpkit relay -h' for help)"},
 	}
 	for _, tt := range tests {
 		code, out, errs := runTcpkit(t, tt.args...)
@@ -213,9 +218,9 @@ func TestRelayUsageErrors(t *testing.T) {
 // An idle pair costs the relay little: the growth of its resident memory
 // while 2,000 idle pairs are held, as tcpkit bench idle measures it. On
 // the splice path a pair holds no goroutine, buffer or pipe: at most
-// 1 KiB. The copying path dials its targets on the std engine (a
-// goroutine and a read buffer each) until the Dialer runs on the event
-// loop: at most 16 KiB, a guard until then.
+// 1 KiB. The copying path holds two Conns, two flows and their timers
+// on the heap, and dials each target on a goroutine while it connects
+// (about 10 KiB measured): at most 16 KiB.
 func TestRelayIdleMemory(t *testing.T) {
 	for _, p := range []struct {
 		name  string
@@ -239,5 +244,30 @@ func TestRelayIdleMemory(t *testing.T) {
 			}
 			t.Logf("%s: %.2f KiB per idle pair", p.name, *res.KiBPerConn)
 		})
+	}
+}
+
+// relaysToItself refuses only what would loop: the same port on an
+// address the listener accepts on.
+func TestRelaysToItself(t *testing.T) {
+	for _, tt := range []struct {
+		listen, target string
+		want           bool
+	}{
+		{":5000", "localhost:5000", true},
+		{":5000", "127.0.0.1:5000", true},
+		{":5000", "[::1]:5000", true},
+		{"0.0.0.0:5000", "127.0.0.9:5000", true},
+		{"127.0.0.1:5000", "127.0.0.1:5000", true},
+		{"localhost:5000", "127.0.0.1:5000", true},
+		{":5000", "localhost:5001", false},
+		{"127.0.0.1:5000", "127.0.0.2:5000", false}, // another address: the listener does not accept there
+		{"[::1]:5000", "127.0.0.1:5000", false},
+		{":5000", "192.0.2.1:5000", false}, // not this machine's
+		{":5000", "example.com:5000", false},
+	} {
+		if got := relaysToItself(tt.listen, tt.target); got != tt.want {
+			t.Errorf("relaysToItself(%q, %q) = %v, want %v", tt.listen, tt.target, got, tt.want)
+		}
 	}
 }
