@@ -63,6 +63,7 @@ const (
 	fFinDone                 // our FIN is out
 	fPeerEnded               // the peer's FIN was read
 	fFinished                // OnClose has returned
+	fWriteBroke              // a write met a reset or a failure: the close that follows is due
 
 	// Not under Conn.mu.
 	fTimerArmed // the idle timeout is armed: it has not fired since the last activity
@@ -252,6 +253,10 @@ func (c *Conn) write(p []byte) (n, sent int, err error) {
 			c.touch()
 		}
 		if err != nil {
+			// Said before c.mu is let go: the kernel reports a reset once,
+			// and a read on another goroutine that raced this write finds
+			// an end that is no FIN (see inputEOF).
+			c.flags.set(fWriteBroke)
 			c.mu.Unlock()
 			laddr := c.LocalAddr()
 			err = &net.OpError{Op: "write", Net: networkOf(laddr), Source: laddr, Addr: c.RemoteAddr(), Err: err}

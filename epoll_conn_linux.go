@@ -94,6 +94,9 @@ func (l *loop) read(c *epConn) {
 			return
 		}
 		c.waiting = false
+		if c.flags.has(fDead) { // closed from another goroutine: its close is queued to this loop
+			return
+		}
 		if i == maxReadsPerEvent {
 			l.pending = append(l.pending, c)
 			return

@@ -419,6 +419,9 @@ func (l *loop) readStream(c *epConn, s *epStream) {
 			return
 		}
 		c.waiting = false
+		if c.flags.has(fDead) { // closed from another goroutine: its close is queued to this loop
+			return
+		}
 		n, err := s.x.Read(l.plain)
 		if n > 0 {
 			c.gotBytes(n)

@@ -86,6 +86,17 @@ func (c *Conn) deliverMessages(data []byte) (used int, ok bool) {
 // message that did not complete. A last line without its '\n' is
 // delivered; any other unfinished message is an error.
 func (c *Conn) inputEOF(rest []byte) {
+	// Closed meanwhile, or a write on another goroutine met the peer's
+	// reset: the kernel reports a reset once, to whichever call comes
+	// first, and the read that raced it finds an end that is no FIN of
+	// the peer's. The write's close reports the reset. c.mu orders this
+	// after such a write (it holds c.mu through its system call).
+	c.mu.Lock()
+	broken := c.flags.has(fDead) || c.flags.has(fWriteBroke)
+	c.mu.Unlock()
+	if broken {
+		return
+	}
 	if len(rest) > 0 {
 		if c.opt.Framing != Lines {
 			c.closeWith(ErrTruncatedMessage)
