@@ -57,6 +57,21 @@ type Toxic struct {
 	After     Duration `json:"after,omitempty"`   // reset_after: this long after the pair opened; stall: end both sides this long after it began (0: never)
 }
 
+// validName reports whether name is 1 to 64 ASCII letters, digits, -
+// and _: it goes into URLs and log lines, where nothing a control
+// client sends may become a path or a terminal's escape sequence.
+func validName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // applies reports whether t acts on bytes going in direction d.
 func (t *Toxic) applies(d Dir) bool {
 	return t.Direction == "both" || t.Direction == d.String()
@@ -78,8 +93,8 @@ func (t *Toxic) Check() error {
 	if t.Name == "" {
 		t.Name = t.Type + "_" + t.Direction
 	}
-	if strings.ContainsAny(t.Name, "/ \t\n") {
-		return fmt.Errorf("toxic name %q: use letters, digits, - and _", t.Name)
+	if !validName(t.Name) {
+		return fmt.Errorf("toxic name %q: use up to 64 letters, digits, - and _", t.Name)
 	}
 	var set []string // the attributes given
 	for _, a := range []struct {

@@ -85,6 +85,8 @@ func TestToxicJSON(t *testing.T) {
 		{`{"type":"reset_after","bytes":10,"after":"1s"}`, "one of the two"},
 		{`{"type":"latency","latency":"5ms","direction":"left"}`, `direction "left"`},
 		{`{"type":"latency","latency":"5ms","name":"a b"}`, `toxic name "a b"`},
+		{`{"type":"latency","latency":"5ms","name":"x\u001b]0;PWNED\u0007"}`, `toxic name "x\x1b]0;PWNED\a"`}, // no escape sequence reaches a log line
+		{`{"type":"latency","latency":"5ms","name":"` + strings.Repeat("a", 65) + `"}`, `toxic name "aaaa`},
 	}
 	for _, tt := range bad {
 		var x Toxic
