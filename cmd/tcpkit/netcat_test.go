@@ -167,8 +167,8 @@ func ncWaitGone(t testing.TB, pid int, zombieOK bool) {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		err := syscall.Kill(pid, 0)
-		if errors.Is(err, syscall.ESRCH) || zombieOK && ncZombie(pid) {
+		gone, err := processGone(pid)
+		if gone || zombieOK && ncZombie(pid) {
 			return
 		}
 		select {

@@ -36,7 +36,7 @@ type relStatus struct {
 // line for the last has come, so none are merged.
 func relGetStatus(t testing.TB, srv *proc) relStatus {
 	t.Helper()
-	srv.signal(t, syscall.SIGUSR1)
+	srv.signal(t, sigStatus)
 	line := srv.stderr.waitPrefix(t, "tcpkit serve: status: ", waitFor)
 	m := relStatusRe.FindStringSubmatch(line)
 	if m == nil {

@@ -14,6 +14,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,10 @@ import (
 	"tcpkit"
 	"tcpkit/internal/proxy"
 )
+
+// ErrTooManyPairs is a Splicer's OnReject reason for a client past
+// MaxConns.
+var ErrTooManyPairs = errors.New("too many pairs open")
 
 // A Relay joins each connection a tcpkit.Server accepts (the client's)
 // to one it dials to the target: the Server's Events and ConnOptions

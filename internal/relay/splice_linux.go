@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -129,9 +128,6 @@ func (s *Splicer) Serve(ln net.Listener) error {
 	<-unlistened
 	return nil
 }
-
-// ErrTooManyPairs is OnReject's reason for a client past MaxConns.
-var ErrTooManyPairs = errors.New("too many pairs open")
 
 // lockFDs is taken around a call that opens descriptors; it reports
 // whether it locked, for unlockFDs.
