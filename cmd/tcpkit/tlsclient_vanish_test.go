@@ -43,3 +43,32 @@ func TestTLSClientServerVanishesCLI(t *testing.T) {
 		})
 	}
 }
+
+// A client that vanishes in the middle of the TLS handshake is reported
+// by serve in words, on both engines, not as Go's error text.
+func TestTLSServeClientVanishesCLI(t *testing.T) {
+	t.Parallel()
+	forEachCLIEngine(t, func(t *testing.T, engine string) {
+		cert, key := soCert(t)
+		srv, port := serve(t, "--engine", engine, "--tls-cert", cert, "--tls-key", key)
+		for _, tc := range []struct {
+			name string
+			send []byte
+			rst  bool
+			want string
+		}{
+			{"reset before a byte", nil, true, "TLS handshake failed: the client reset the connection before the handshake was done (ECONNRESET)"},
+			{"reset mid-record", []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}, true, "TLS handshake failed: the client reset the connection before the handshake was done (ECONNRESET)"},
+			{"FIN before a byte", nil, false, "TLS handshake failed: the client closed the connection before the handshake was done"},
+			{"FIN mid-record", []byte{0x16, 0x03, 0x01}, false, "TLS handshake failed: the client closed the connection before the handshake was done"},
+		} {
+			c := dial(t, port)
+			write(t, c, string(tc.send))
+			if tc.rst {
+				c.SetLinger(0)
+			}
+			c.Close()
+			soRejected(t, srv, port, tc.want)
+		}
+	})
+}
