@@ -114,7 +114,7 @@ func (d *Dialer) dialEpoll(ctx context.Context, nc net.Conn, ev *Events, opt *Co
 	a := newEpStream(c, nil)
 	sh.a.Store(a)
 	l.post(task{kind: taskDialed, c: c})
-	x, err := d.Handshake(ctx, a)
+	x, err := guardHook(func() (net.Conn, error) { return d.Handshake(ctx, a) })
 	sh.x, sh.err = x, err
 	if err == nil {
 		c.traceConnected(time.Since(start))

@@ -203,7 +203,7 @@ func (l *loop) startHandshake(c *epConn, sh *epShake, rest []byte) {
 	}
 	hook := l.s.Handshake
 	go func() {
-		x, err := hook(a)
+		x, err := guardHook(func() (net.Conn, error) { return hook(a) })
 		sh.x, sh.err = x, err
 		l.post(task{kind: taskShaken, c: c})
 	}()

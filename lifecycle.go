@@ -356,6 +356,19 @@ func (c *Conn) guard(f func()) {
 	f()
 }
 
+// guardHook runs a hook that is not one of a connection's callbacks (a
+// Handshake): a panic in it is returned as a *PanicError, which refuses
+// only its connection, as a panic in a callback closes only its own.
+func guardHook[T any](f func() (T, error)) (v T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			var zero T
+			v, err = zero, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return f()
+}
+
 func (c *Conn) recoverPanic() {
 	if r := recover(); r != nil {
 		c.closeWith(&PanicError{Value: r, Stack: debug.Stack()})

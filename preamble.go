@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime/debug"
 	"slices"
 	"syscall"
 	"time"
@@ -63,6 +64,11 @@ func (pr *Preamble) timeout() time.Duration {
 // parse runs Parse on got and holds it to its contract: an error, or
 // the preamble's length and addresses, or 0 to read on.
 func (pr *Preamble) parse(got []byte, end error) (n int, remote, local net.Addr, err error) {
+	defer func() { // a panic in Parse refuses only this connection
+		if r := recover(); r != nil {
+			n, remote, local, err = 0, nil, nil, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
 	n, remote, local, err = pr.Parse(got, end)
 	switch {
 	case err != nil:

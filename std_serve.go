@@ -91,7 +91,7 @@ func stdHandshake(nc net.Conn, hook func(net.Conn) (net.Conn, error)) (net.Conn,
 	if k != nil {
 		hin = k
 	}
-	hc, err := hook(hin)
+	hc, err := guardHook(func() (net.Conn, error) { return hook(hin) })
 	switch {
 	case err != nil:
 		return nil, nil, err

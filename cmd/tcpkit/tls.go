@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -70,6 +72,10 @@ func tlsServerHandshake(cfg *tls.Config, timeout time.Duration) func(net.Conn) (
 				return nil, errors.New("TLS handshake failed: the client sent no certificate, and --client-ca requires one")
 			case cfg.ClientAuth == tls.RequireAndVerifyClientCert && errors.As(err, new(*tls.CertificateVerificationError)):
 				return nil, fmt.Errorf("TLS handshake failed: the client's certificate is not one --client-ca trusts: %w", err)
+			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+				return nil, errors.New("TLS handshake failed: the client closed the connection before the handshake was done")
+			case errors.Is(err, syscall.ECONNRESET):
+				return nil, errors.New("TLS handshake failed: the client reset the connection before the handshake was done (ECONNRESET)")
 			}
 			return nil, fmt.Errorf("TLS handshake failed: %w", err)
 		}

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -129,6 +131,9 @@ func (c *firstByteConn) Read(p []byte) (int, error) {
 
 func (c *firstByteConn) plainText() bool { return c.first >= 0 && c.first != 0x15 && c.first != 0x16 }
 
+// notTLS is the advice when a server drops the connection mid-handshake.
+const notTLS = "does it speak TLS on this port? (drop --tls if not)"
+
 // tlsClientHandshake completes the client side of a TLS handshake,
 // within ctx's deadline (connect's --connect-timeout) or, without one,
 // tlsHandshakeTimeout. done, if not nil, gets the session's state once
@@ -158,6 +163,10 @@ func tlsClientHandshake(cfg *tls.Config, done func(tls.ConnectionState)) func(co
 				return nil, fmt.Errorf("TLS handshake failed: %w; trust the server's certificate with --ca FILE, or skip the check with --insecure", err)
 			case tlsAlert(err) != "":
 				return nil, fmt.Errorf("TLS handshake failed: %s", tlsAlert(err))
+			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+				return nil, fmt.Errorf("TLS handshake failed: the server closed the connection during the TLS handshake; %s", notTLS)
+			case errors.Is(err, syscall.ECONNRESET):
+				return nil, fmt.Errorf("TLS handshake failed: the server reset the connection during the TLS handshake (ECONNRESET); %s", notTLS)
 			}
 			return nil, fmt.Errorf("TLS handshake failed: %w", err)
 		}

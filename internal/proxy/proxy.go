@@ -42,6 +42,10 @@ var (
 	// ErrSlowHeader: a header had started, but the rest of it did not
 	// arrive within the Policy's Timeout.
 	ErrSlowHeader = errors.New("incomplete PROXY protocol header")
+
+	// ErrCutHeader: a header had started, but the peer closed or reset
+	// the connection before the rest of it came.
+	ErrCutHeader = errors.New("PROXY protocol header cut short")
 )
 
 // A Policy says who may send PROXY headers. With the policy on, every
@@ -101,8 +105,13 @@ func (p *Policy) Handshake(nc net.Conn) (net.Conn, error) {
 		}
 		return nil, fmt.Errorf("%w: only %d bytes of it came within %v", ErrSlowHeader, len(buf), timeout)
 	}
-	// Any other end of the input (EOF, a reset): the parser says what
-	// the bytes that came are.
+	if err != nil && missing(buf) > 0 {
+		if err := cutShort(buf, err); err != nil {
+			return nil, err
+		}
+	}
+	// Any other end of the input: the parser says what the bytes that
+	// came are.
 	h, rest, err := parse(buf)
 	if err != nil {
 		return nil, err
@@ -145,8 +154,11 @@ func (p *Policy) Parse(b []byte, end error) (n int, remote, local net.Addr, err 
 		case errors.As(end, &te) && te.Timeout():
 			return 0, nil, nil, fmt.Errorf("%w: only %d bytes of it came within %v", ErrSlowHeader, len(b), p.timeout())
 		}
-		// Any other end of the input (EOF, a reset): the parser says
-		// what the bytes that came are.
+		if err := cutShort(b, end); err != nil {
+			return 0, nil, nil, err
+		}
+		// Any other end of the input: the parser says what the bytes
+		// that came are.
 	}
 	h, rest, err := parse(b)
 	if err != nil {
@@ -163,6 +175,22 @@ func (p *Policy) timeout() time.Duration {
 		return DefaultTimeout
 	}
 	return p.Timeout
+}
+
+// cutShort is the error of a header that had begun, b, when the peer
+// ended the input (end: io.EOF, or a reset) before the rest of it came;
+// nil for another end, or if nothing came (ErrNoHeader then). The parser
+// would call such a header bad, in its own words.
+func cutShort(b []byte, end error) error {
+	switch {
+	case len(b) == 0:
+		return nil
+	case errors.Is(end, io.EOF):
+		return fmt.Errorf("%w: the client closed the connection after %d bytes of it", ErrCutHeader, len(b))
+	case errors.Is(end, syscall.ECONNRESET):
+		return fmt.Errorf("%w: the client reset the connection (ECONNRESET) after %d bytes of it", ErrCutHeader, len(b))
+	}
+	return nil
 }
 
 // maxV1 is the longest v1 header, CRLF included, as the specification

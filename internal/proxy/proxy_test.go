@@ -293,11 +293,9 @@ func TestHandshakeBadHeader(t *testing.T) {
 		{"v1 bad port", []byte("PROXY TCP4 203.0.113.7 198.51.100.1 99999 5000\r\ntesting~"), false, proxyproto.ErrInvalidPortNumber},
 		{"v1 no CRLF", []byte("PROXY TCP4 203.0.113.7 198.51.100.1 40000 5000\ntesting~"), false, proxyproto.ErrLineMustEndWithCrlf},
 		{"v1 too long", []byte("PROXY TCP4 " + strings.Repeat("1", 120) + "\r\n"), false, proxyproto.ErrVersion1HeaderTooLong},
-		{"v1 cut short", []byte("PROXY TCP4 203.0.113.7"), true, nil},
 		{"v2 version 3", badVersion, false, nil},
 		{"v2 bad family", badFamily, false, nil},
 		{"v2 short length", shortLen, false, nil},
-		{"v2 cut short", v2[:20], true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := handshake(t, &Policy{From: loopback(), Timeout: time.Minute}, tc.wire, tc.close)
@@ -309,6 +307,28 @@ func TestHandshakeBadHeader(t *testing.T) {
 			}
 			if tc.cause != nil && !errors.Is(s.err, tc.cause) {
 				t.Errorf("error %q does not wrap %q", s.err, tc.cause)
+			}
+		})
+	}
+}
+
+// A peer that closes the connection in the middle of its header gets
+// ErrCutHeader, saying how much came, not the parser's reason: the
+// header was not bad, only cut short.
+func TestHandshakeCutShort(t *testing.T) {
+	v2 := header(t, 2, "203.0.113.7:40000", "198.51.100.1:5000")
+	for _, tc := range []struct {
+		name string
+		wire []byte
+		want string
+	}{
+		{"v1", []byte("PROXY TCP4 203.0.113.7"), "PROXY protocol header cut short: the client closed the connection after 22 bytes of it"},
+		{"v2", v2[:20], "PROXY protocol header cut short: the client closed the connection after 20 bytes of it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := handshake(t, &Policy{From: loopback(), Timeout: time.Minute}, tc.wire, true)
+			if !errors.Is(s.err, ErrCutHeader) || s.err.Error() != tc.want || s.conn != nil {
+				t.Fatalf("Handshake = %v, %v; want nil, %q", s.conn, s.err, tc.want)
 			}
 		})
 	}

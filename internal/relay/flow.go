@@ -44,6 +44,7 @@ type flow struct {
 	timerAt int64 // when timer fires; 0 when it is not armed
 	total   int64 // bytes that came from the source
 	sent    int64 // bytes handed to the destination
+	finIn   bool  // the source's FIN came, and is queued after what is held or went on
 	finOut  bool  // the FIN went on
 	stalled bool  // a stall toxic acts
 	cut     bool  // a toxic or the idle timeout ended the flow: what comes is dropped
@@ -289,6 +290,7 @@ func (f *flow) finLocked() {
 	if f.cut || f.done {
 		return
 	}
+	f.finIn = true
 	var delay int64
 	for _, t := range f.p.r.Toxics.forDir(f.dir) {
 		if f.activateLocked(t); t.Type == SlowClose {
@@ -303,6 +305,17 @@ func (f *flow) finLocked() {
 	f.q = append(f.q, piece{fin: true, at: at})
 	f.lastAt = at
 	f.releaseLocked()
+}
+
+// finQueued reports whether the source's FIN is queued behind what the
+// toxics hold, or went on: then the destination ends in its turn, and
+// must not be ended before. A leg can close cleanly (both FINs) while
+// the toxics still hold its bytes (a latency): ending the other leg then
+// would drop them.
+func (f *flow) finQueued() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.finIn && !f.cut && !f.done
 }
 
 func (f *flow) sendFINLocked() {

@@ -169,8 +169,8 @@ func (p *Pair) otherLocked(leg Leg) *tcpkit.Conn {
 }
 
 // legClosed is told that leg closed. A leg that closed cleanly (both
-// FINs) ends the other once its output is out; one that broke has had
-// the other reset already. The pair ends with its last leg.
+// FINs) ends the other once the toxics let go of what they hold for it
+// and its output is out; one that broke has had the other reset already. The pair ends with its last leg.
 func (p *Pair) legClosed(leg Leg, hadError bool) {
 	p.mu.Lock()
 	p.legs--
@@ -181,9 +181,14 @@ func (p *Pair) legClosed(leg Leg, hadError bool) {
 	other := p.otherLocked(leg)
 	p.mu.Unlock()
 	if other != nil {
-		if hadError {
+		f := &p.up // the flow to the other leg
+		if leg == Target {
+			f = &p.down
+		}
+		switch {
+		case hadError:
 			other.Reset()
-		} else {
+		case !f.finQueued(): // else it ends once the toxics let go of its bytes
 			other.End()
 		}
 	}
