@@ -61,7 +61,8 @@ func TestRelayStdoutBlocked(t *testing.T) {
 
 	start := time.Now()
 	r.signal(t, syscall.SIGTERM)
-	c.CloseWrite() // the pair ends by itself: the client's FIN, then the target's
+	waitRefused(t, port) // the drain began, with the pair open
+	c.CloseWrite()       // the pair ends by itself: the client's FIN, then the target's
 	readAll(t, c)
 	c.Close()
 	checkExit(t, "relay after SIGTERM", r.wait(t, waitFor), exitOK)
@@ -166,5 +167,26 @@ func waitConnecting(t testing.TB, target string) {
 			t.Fatalf("no connection to %s in SYN_SENT within %v", target, waitFor)
 		}
 		time.Sleep(10 * time.Millisecond) // polling the kernel's table, not synchronisation
+	}
+}
+
+// waitRefused waits until the relay on port has closed its listener
+// (it is gone from the kernel's TCP table): it has stopped accepting,
+// and drains. No client is sent to find out, which would be a pair.
+func waitRefused(t testing.TB, port int) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		res, err := ports.List(ports.Options{Port: uint16(port), Listen: true})
+		if err != nil {
+			t.Fatalf("reading the TCP table: %v", err)
+		}
+		if len(res.Sockets) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay still listens on %d %v after SIGTERM", port, waitFor)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the kernel's table, not synchronisation
 	}
 }

@@ -79,25 +79,29 @@ func TestServeNetcatChat(t *testing.T) {
 }
 
 // Binary safe both ways, with tcpkit connect - as the other terminal: a
-// megabyte of random bytes each way arrives unchanged.
+// megabyte of random bytes each way arrives unchanged. Both inputs stay
+// open until both megabytes are across: the end of either side's input
+// sends its FIN, and a FIN ends the chat for the side that reads it, as
+// with ncat, so an input that ended first would cut the other short.
 func TestServeNetcatBinary(t *testing.T) {
 	t.Parallel()
 	nc := startServeNetcat(t)
 	toClient, toServer := make([]byte, 1<<20), make([]byte, 1<<20)
 	rand.Read(toClient)
 	rand.Read(toServer)
-	cl := ncStart(t, bytes.NewReader(toServer), nil, tcpkitBin, "connect", addr(nc.port), "-")
-	go func() {
-		nc.stdin.Write(toClient)
-		nc.stdin.Close()
-	}()
-	checkExit(t, "connect -", cl.wait(t, 2*waitFor), exitOK)
+	cl := ncStart(t, nil, nil, tcpkitBin, "connect", addr(nc.port), "-")
+	go cl.stdin.Write(toServer)
+	go nc.stdin.Write(toClient)
+	nc.p.out.waitLen(t, "serve's standard output", len(toServer), 2*waitFor)
+	cl.out.waitLen(t, "connect's standard output", len(toClient), 2*waitFor)
+	cl.stdin.Close() // connect's FIN ends the chat
+	checkExit(t, "connect -", cl.wait(t, waitFor), exitOK)
 	checkExit(t, "serve -", nc.p.wait(t, waitFor), exitOK)
 	if got := nc.p.out.bytes(); !bytes.Equal(got, toServer) {
-		t.Errorf("serve's standard output: %d bytes, want connect's %d bytes of input", len(got), len(toServer))
+		t.Errorf("serve's standard output: %d bytes, not connect's %d bytes of input", len(got), len(toServer))
 	}
 	if got := cl.out.bytes(); !bytes.Equal(got, toClient) {
-		t.Errorf("connect's standard output: %d bytes, want serve's %d bytes of input", len(got), len(toClient))
+		t.Errorf("connect's standard output: %d bytes, not serve's %d bytes of input", len(got), len(toClient))
 	}
 }
 
