@@ -24,7 +24,20 @@ import (
 // where it listens.
 func startServeStdout(t testing.TB, stdout *os.File, args ...string) (*proc, int, string) {
 	t.Helper()
-	args = append([]string{"serve", "--port", "0", "--host", "127.0.0.1"}, args...)
+	p := startStdout(t, stdout, append([]string{"serve", "--port", "0", "--host", "127.0.0.1"}, args...)...)
+	about := p.stderr.take(t, "tcpkit serve: listening on 127.0.0.1:", waitFor)
+	var port int
+	if _, err := fmt.Sscanf(about, "tcpkit serve: listening on 127.0.0.1:%d ", &port); err != nil {
+		t.Fatalf("stderr line %q: %v", about, err)
+	}
+	return p, port, about
+}
+
+// startStdout starts tcpkit with args and its standard output on
+// stdout, a file the test chose (a pipe nobody reads, one whose reader
+// left); stderr is followed as a stream.
+func startStdout(t testing.TB, stdout *os.File, args ...string) *proc {
+	t.Helper()
 	cmd, label := testCommand(tcpkitBin, args)
 	cmd.Stdout = stdout
 	errR, err := cmd.StderrPipe()
@@ -38,12 +51,7 @@ func startServeStdout(t testing.TB, stdout *os.File, args ...string) (*proc, int
 	p := &proc{lifecycle: lifecycle{name: label, cmd: cmd}, stderr: newStream(label+" stderr", errR)}
 	p.describe = func() string { return fmt.Sprintf("stderr %q", p.stderr.all()) }
 	p.supervise(t, args, p.stderr.closed)
-	about := p.stderr.take(t, "tcpkit serve: listening on 127.0.0.1:", waitFor)
-	var port int
-	if _, err := fmt.Sscanf(about, "tcpkit serve: listening on 127.0.0.1:%d ", &port); err != nil {
-		t.Fatalf("stderr line %q: %v", about, err)
-	}
-	return p, port, about
+	return p
 }
 
 // stuckPipe returns the write end of a pipe whose read end the test

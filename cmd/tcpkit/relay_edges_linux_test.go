@@ -2,12 +2,12 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"syscall"
 	"tcpkit/internal/ports"
 	"testing"
@@ -21,28 +21,8 @@ import (
 // its standard output on stdout, and returns it and its port.
 func startRelayStdout(t testing.TB, stdout *os.File, target string, flags ...string) (*proc, int) {
 	t.Helper()
-	args := append(append([]string{"relay"}, flags...), "127.0.0.1:0", target)
-	cmd, label := testCommand(tcpkitBin, args)
-	cmd.Stdout = stdout
-	errR, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", label, err)
-	}
-	stdout.Close() // the child has its own copy
-	p := &proc{lifecycle: lifecycle{name: label, cmd: cmd}, stderr: newStream(label+" stderr", errR)}
-	p.describe = func() string { return fmt.Sprintf("stderr %q", p.stderr.all()) }
-	p.supervise(t, args, p.stderr.closed)
-	line := p.stderr.take(t, "tcpkit relay: listening on ", waitFor)
-	m := relayListenRe.FindStringSubmatch(line)
-	if m == nil {
-		t.Fatalf("relay's listen line is %q", line)
-	}
-	var port int
-	fmt.Sscan(m[1], &port)
-	return p, port
+	p := startStdout(t, stdout, append(append([]string{"relay"}, flags...), "127.0.0.1:0", target)...)
+	return p, relayListening(t, p, flags)
 }
 
 var relayDroppedRe = regexp.MustCompile(`^tcpkit relay: stopped; 1 open pair ended by itself; [1-9]\d* output lines? dropped$`)
@@ -152,22 +132,9 @@ func TestRelaySignalWhileConnecting(t *testing.T) {
 func waitConnecting(t testing.TB, target string) {
 	t.Helper()
 	ap := netip.MustParseAddrPort(target)
-	deadline := time.Now().Add(waitFor)
-	for {
-		res, err := ports.List(ports.Options{Port: ap.Port()})
-		if err != nil {
-			t.Fatalf("reading the TCP table: %v", err)
-		}
-		for _, s := range res.Sockets {
-			if s.State == ports.SynSent && s.Remote == ap {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no connection to %s in SYN_SENT within %v", target, waitFor)
-		}
-		time.Sleep(10 * time.Millisecond) // polling the kernel's table, not synchronisation
-	}
+	waitTCPTable(t, "a connection to "+target+" in SYN_SENT", ports.Options{Port: ap.Port()}, func(socks []ports.Socket) bool {
+		return slices.ContainsFunc(socks, func(s ports.Socket) bool { return s.State == ports.SynSent && s.Remote == ap })
+	})
 }
 
 // waitRefused waits until the relay on port has closed its listener
@@ -175,17 +142,26 @@ func waitConnecting(t testing.TB, target string) {
 // and drains. No client is sent to find out, which would be a pair.
 func waitRefused(t testing.TB, port int) {
 	t.Helper()
+	waitTCPTable(t, "the relay's listener gone", ports.Options{Port: uint16(port), Listen: true}, func(socks []ports.Socket) bool {
+		return len(socks) == 0
+	})
+}
+
+// waitTCPTable polls the kernel's TCP table until done accepts the
+// sockets opts select.
+func waitTCPTable(t testing.TB, what string, opts ports.Options, done func([]ports.Socket) bool) {
+	t.Helper()
 	deadline := time.Now().Add(waitFor)
 	for {
-		res, err := ports.List(ports.Options{Port: uint16(port), Listen: true})
+		res, err := ports.List(opts)
 		if err != nil {
 			t.Fatalf("reading the TCP table: %v", err)
 		}
-		if len(res.Sockets) == 0 {
+		if done(res.Sockets) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the relay still listens on %d %v after SIGTERM", port, waitFor)
+			t.Fatalf("no %s within %v", what, waitFor)
 		}
 		time.Sleep(5 * time.Millisecond) // polling the kernel's table, not synchronisation
 	}

@@ -59,22 +59,7 @@ func TestRelayAtFDLimit(t *testing.T) {
 		for _, nc := range relayed {
 			nc.Close()
 		}
-		deadline := time.Now().Add(waitFor)
-		for {
-			nc, err := net.DialTimeout("tcp4", addr(rport), waitFor)
-			var reply string
-			if err == nil {
-				nc.SetDeadline(time.Now().Add(waitFor))
-				reply, err = exchangeOnce(nc)
-				nc.Close()
-			}
-			if reply == "test" {
-				break
-			}
-			if time.Now().After(deadline) { // the relay may not have closed the others' pairs yet
-				t.Fatalf("after the clients left: got %q, %v; want the reply test", reply, err)
-			}
-		}
+		waitServedAgain(t, rport)
 		stop(t, srv)
 	})
 }

@@ -44,6 +44,13 @@ func startRelay(t testing.TB, bin, target string, flags ...string) (*proc, int) 
 func startRelayUnder(t testing.TB, cmd []string, target string, flags ...string) (*proc, int) {
 	t.Helper()
 	p := start(t, cmd[0], append(append(append(cmd[1:len(cmd):len(cmd)], "relay"), flags...), "127.0.0.1:0", target)...)
+	return p, relayListening(t, p, flags)
+}
+
+// relayListening takes the relay's listen line from its stderr, checks
+// that it says the path flags call for, and returns the port.
+func relayListening(t testing.TB, p *proc, flags []string) int {
+	t.Helper()
 	line := p.stderr.take(t, "tcpkit relay: listening on ", waitFor)
 	m := relayListenRe.FindStringSubmatch(line)
 	if m == nil {
@@ -62,7 +69,7 @@ func startRelayUnder(t testing.TB, cmd []string, target string, flags ...string)
 		t.Fatalf("relay %q says it is %q, want %q", flags, m[3], wantHow)
 	}
 	port, _ := strconv.Atoi(m[1])
-	return p, port
+	return port
 }
 
 // vmRSS returns a process's resident memory in KiB.
