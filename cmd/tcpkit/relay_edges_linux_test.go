@@ -41,8 +41,8 @@ func TestRelayStdoutBlocked(t *testing.T) {
 
 	start := time.Now()
 	r.signal(t, syscall.SIGTERM)
-	waitRefused(t, port) // the drain began, with the pair open
-	c.CloseWrite()       // the pair ends by itself: the client's FIN, then the target's
+	waitListenerGone(t, port) // the drain began, with the pair open
+	c.CloseWrite()            // the pair ends by itself: the client's FIN, then the target's
 	readAll(t, c)
 	c.Close()
 	checkExit(t, "relay after SIGTERM", r.wait(t, waitFor), exitOK)
@@ -137,12 +137,13 @@ func waitConnecting(t testing.TB, target string) {
 	})
 }
 
-// waitRefused waits until the relay on port has closed its listener
-// (it is gone from the kernel's TCP table): it has stopped accepting,
-// and drains. No client is sent to find out, which would be a pair.
-func waitRefused(t testing.TB, port int) {
+// waitListenerGone waits until the listener on port is closed (gone
+// from the kernel's TCP table): a server or relay has stopped accepting,
+// and drains. No client is sent to find out, which would be one more to
+// drain.
+func waitListenerGone(t testing.TB, port int) {
 	t.Helper()
-	waitTCPTable(t, "the relay's listener gone", ports.Options{Port: uint16(port), Listen: true}, func(socks []ports.Socket) bool {
+	waitTCPTable(t, "listener on the port gone", ports.Options{Port: uint16(port), Listen: true}, func(socks []ports.Socket) bool {
 		return len(socks) == 0
 	})
 }

@@ -166,10 +166,8 @@ func runRelay(ctx context.Context, eng relayEngine, ln net.Listener, drain time.
 	defer cancel()
 	waited := make(chan error, 1)
 	go func() { waited <- eng.wait(dctx) }()
-	var err error
-	select {
-	case err = <-waited:
-	case <-forced(ctx):
+	err, forcedOut := awaitOr(ctx, waited, nil, nil) // the relay has no status signal
+	if forcedOut {
 		err = errSecondSignal
 		deadline = time.Now()
 		cancel()

@@ -386,6 +386,9 @@ func rejectReason(err error, maxConns, maxPerIP int) string {
 // once. The output gets what is left of drain, and at least
 // outputGrace, to be written before the process exits.
 func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, delay time.Duration, m *metrics, status <-chan os.Signal, outs *outputs) int {
+	// SIGUSR1 is answered in every phase: how many are left is what an
+	// operator wants to know during a drain.
+	report := func() { outs.err.line("tcpkit serve: status: ", statusLine(srv)) }
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	for ctx.Err() == nil {
@@ -395,7 +398,7 @@ func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, 
 			outs.close(time.Now().Add(outputGrace))
 			return exitFail
 		case <-status:
-			outs.err.line("tcpkit serve: status: ", statusLine(srv))
+			report()
 		case <-ctx.Done():
 		}
 	}
@@ -405,22 +408,10 @@ func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, 
 	if m != nil {
 		m.draining.Store(true) // /healthz says so from now on
 	}
-	// SIGUSR1 is answered in every phase: how many are left is what an
-	// operator wants to know during a drain.
-	report := func() { outs.err.line("tcpkit serve: status: ", statusLine(srv)) }
 	if delay > 0 { // let the balancer see /healthz fail before the port closes
 		t := time.NewTimer(delay)
-	delaying:
-		for {
-			select {
-			case <-t.C:
-				break delaying
-			case <-forced(ctx):
-				t.Stop()
-				break delaying
-			case <-status:
-				report()
-			}
+		if _, forcedOut := awaitOr(ctx, t.C, status, report); forcedOut {
+			t.Stop()
 		}
 	}
 	deadline := time.Now().Add(drain)
@@ -429,21 +420,12 @@ func runServer(ctx context.Context, srv *tcpkit.Server, ln net.Listener, drain, 
 	defer cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(dctx) }()
-	var err error
-draining:
-	for {
-		select {
-		case err = <-shut:
-			break draining
-		case <-forced(ctx):
-			err = errSecondSignal
-			deadline = time.Now() // and the output gets no more than outputGrace
-			cancel()
-			<-shut
-			break draining
-		case <-status:
-			report()
-		}
+	err, forcedOut := awaitOr(ctx, shut, status, report)
+	if forcedOut {
+		err = errSecondSignal
+		deadline = time.Now() // and the output gets no more than outputGrace
+		cancel()
+		<-shut
 	}
 	code, summary := exitOK, plural(open, "open connection")+" ended cleanly"
 	if err != nil {
@@ -470,6 +452,22 @@ draining:
 }
 
 var errSecondSignal = errors.New("a second signal")
+
+// awaitOr waits for done, or for a second signal (see forced), answering
+// status meanwhile with report; it returns what done gave, and whether
+// the signal came first.
+func awaitOr[T any](ctx context.Context, done <-chan T, status <-chan os.Signal, report func()) (v T, forcedOut bool) {
+	for {
+		select {
+		case v = <-done:
+			return v, false
+		case <-forced(ctx):
+			return v, true
+		case <-status:
+			report()
+		}
+	}
+}
 
 // stopChildren kills and reaps exec mode's commands once serving ended,
 // and says so if some could not be reaped in time.

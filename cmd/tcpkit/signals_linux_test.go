@@ -97,3 +97,20 @@ func TestServeSecondSignalInDrainDelay(t *testing.T) {
 		t.Errorf("serve took %v after the second signal", took)
 	}
 }
+
+// SIGUSR1 is answered during the drain too, with the connections left:
+// what an operator wants to know while waiting on one.
+func TestServeStatusDuringDrain(t *testing.T) {
+	t.Parallel()
+	srv, port := serve(t, "--keep-open", "--drain-timeout", "1m")
+	c := dial(t, port)
+	write(t, c, "testing~")
+	readN(t, c, 4)
+	srv.signal(t, syscall.SIGTERM)
+	waitListenerGone(t, port) // the listener is closed: the drain runs
+	if s := relGetStatus(t, srv); s.conns != 1 {
+		t.Errorf("status during the drain says %d open connections, want 1: %q", s.conns, s.line)
+	}
+	c.Close()
+	checkExit(t, "serve after the drain", srv.wait(t, waitFor), exitOK)
+}
