@@ -32,13 +32,9 @@ func (l *loop) accept(el *epListener) {
 		var raddr netip.AddrPort
 		var name string
 		var err syscall.Errno
-		if ep.atLimit.Load() {
-			ep.reserveMu.Lock()
-			fd, raddr, name, err = el.accept()
-			ep.reserveMu.Unlock()
-		} else {
-			fd, raddr, name, err = el.accept()
-		}
+		locked := ep.reserve.Lock()
+		fd, raddr, name, err = el.accept()
+		ep.reserve.Unlock(locked)
 		switch err {
 		case 0:
 			l.open++ // before serve: release may follow at once
@@ -92,37 +88,27 @@ func (l *loop) register(el *epListener) error {
 // fd, when the process is out of fds: the client learns at once, instead
 // of waiting in the backlog, and the server keeps serving the rest.
 func (l *loop) shed(el *epListener, cause syscall.Errno) bool {
-	ep := l.s.ep
-	ep.atLimit.Store(true)
-	ep.reserveMu.Lock()
-	defer ep.reserveMu.Unlock()
-	if ep.reserve < 0 && !ep.takeReserveLocked() {
+	var raddr netip.AddrPort
+	var name string
+	var err syscall.Errno
+	shed := func() { // closed before the reserve is taken back, which needs its number
+		var fd int
+		if fd, raddr, name, err = el.accept(); err == 0 {
+			unix.Close(fd)
+		}
+	}
+	if !l.s.ep.reserve.Shed(shed) {
 		return false
 	}
-	unix.Close(ep.reserve)
-	fd, raddr, name, err := el.accept()
 	if err == 0 {
-		unix.Close(fd)
 		var remote net.Addr = net.TCPAddrFromAddrPort(raddr)
 		if el.ext.network == "unix" {
 			remote = &net.UnixAddr{Name: name, Net: "unix"}
 		}
 		l.s.reject(remote, &net.OpError{Op: "accept", Net: el.ext.network, Addr: el.ln.Addr(), Err: os.NewSyscallError("accept4", cause)})
 	}
-	ep.takeReserveLocked()
 	// EAGAIN: another loop took it; the caller's next accept says so.
 	return err == 0 || err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED
-}
-
-// takeReserveLocked opens the reserve fd, if an fd is to be had.
-func (ep *epServer) takeReserveLocked() bool {
-	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		ep.reserve = -1
-		return false
-	}
-	ep.reserve = fd
-	return true
 }
 
 // accept accepts a connection from el: the peer's IP address and port

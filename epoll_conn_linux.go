@@ -273,13 +273,7 @@ func (l *loop) closeFD(c *epConn, abort bool) {
 	}
 	rawsys.Close(fd)
 	if l.s != nil {
-		if ep := l.s.ep; ep.atLimit.Load() {
-			ep.reserveMu.Lock()
-			if ep.reserve < 0 { // lost at the limit: this fd's slot makes a new one
-				ep.takeReserveLocked()
-			}
-			ep.reserveMu.Unlock()
-		}
+		l.s.ep.reserve.Refill() // if it was lost at the limit, this fd's number makes a new one
 	}
 	l.mu.Lock()
 	l.timers.remove(c)

@@ -3,11 +3,12 @@ package tcpkit
 import (
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"tcpkit/internal/rawsys"
 )
 
 const epollBuilt = true
@@ -36,9 +37,7 @@ type epServer struct {
 	exited    chan struct{}            // closed when the last loop exits
 	listeners map[*epListener]struct{} // under Server.mu
 
-	reserveMu sync.Mutex
-	reserve   int         // an fd held back to shed connections at the fd limit; -1 if none
-	atLimit   atomic.Bool // the fd limit was met: accepts take reserveMu, so none takes the reserve's slot
+	reserve *rawsys.Reserve // an fd held back to shed connections at the fd limit
 }
 
 // An epListener is a listening socket the loops accept on: a duplicate of
@@ -135,17 +134,14 @@ func (s *Server) trackEpListener(ln net.Listener, el *epListener) error {
 }
 
 func (s *Server) startLoops() (*epServer, error) {
-	ep := &epServer{exited: make(chan struct{}), listeners: make(map[*epListener]struct{})}
-	ep.takeReserveLocked()
+	ep := &epServer{exited: make(chan struct{}), listeners: make(map[*epListener]struct{}), reserve: rawsys.NewReserve()}
 	for range s.loopCount() {
 		l, err := newLoop(s)
 		if err != nil {
 			for _, l := range ep.loops {
 				l.closeFDs()
 			}
-			if ep.reserve >= 0 {
-				unix.Close(ep.reserve)
-			}
+			ep.reserve.Close()
 			return nil, fmt.Errorf("tcpkit: starting an event loop: %w", err)
 		}
 		ep.loops = append(ep.loops, l)

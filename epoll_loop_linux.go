@@ -462,9 +462,7 @@ func (l *loop) exit() {
 	last := s.ep.running == 0
 	s.mu.Unlock()
 	if last {
-		if s.ep.reserve >= 0 {
-			unix.Close(s.ep.reserve)
-		}
+		s.ep.reserve.Close()
 		close(s.ep.exited)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"tcpkit/internal/rawsys"
 )
 
 // SpliceBuilt reports whether this system has the splice path.
@@ -49,18 +51,12 @@ type Splicer struct {
 	family int
 	lfd    int      // the listener, duplicated: the loops accept on it
 	laddr  net.Addr // its address, for errors
-	// reserve is an fd held back (-1 if none) for turning clients away
-	// when the process is out of them: closed, it lets one accept
-	// through, whose client is closed at once and reported, rather
-	// than left in the backlog with no answer.
-	// Once the process has run out (atLimit), every call that opens a
-	// descriptor takes reserveMu (see lockFDs), so that none takes the
-	// number shed lends to an accept.
-	reserveMu sync.Mutex
-	reserve   int
-	atLimit   atomic.Bool
-	lastID    atomic.Uint64
-	open      atomic.Int64 // pairs open, on every loop
+	// reserve turns clients away when the process is out of fds, rather
+	// than leave them in the backlog unanswered; every call that opens
+	// a descriptor on the loops takes its lock (see rawsys.Reserve).
+	reserve *rawsys.Reserve
+	lastID  atomic.Uint64
+	open    atomic.Int64 // pairs open, on every loop
 
 	mu         sync.Mutex
 	loops      []*sloop
@@ -94,9 +90,7 @@ func (s *Splicer) Serve(ln net.Listener) error {
 		return nil
 	}
 	s.lfd, s.laddr = lfd, ln.Addr()
-	s.reserveMu.Lock()
-	s.takeReserveLocked()
-	s.reserveMu.Unlock()
+	s.reserve = rawsys.NewReserve()
 	n := s.Loops
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
@@ -127,33 +121,6 @@ func (s *Splicer) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	<-unlistened
 	return nil
-}
-
-// lockFDs is taken around a call that opens descriptors; it reports
-// whether it locked, for unlockFDs.
-func (s *Splicer) lockFDs() bool {
-	if !s.atLimit.Load() {
-		return false
-	}
-	s.reserveMu.Lock()
-	return true
-}
-
-func (s *Splicer) unlockFDs(locked bool) {
-	if locked {
-		s.reserveMu.Unlock()
-	}
-}
-
-// takeReserveLocked opens the reserve fd, if an fd is to be had.
-func (s *Splicer) takeReserveLocked() bool {
-	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		s.reserve = -1
-		return false
-	}
-	s.reserve = fd
-	return true
 }
 
 // resolve turns Address into the socket address to connect to.
@@ -213,12 +180,7 @@ func (s *Splicer) unlistenedLoop() {
 	defer s.mu.Unlock()
 	if s.accepting--; s.accepting == 0 {
 		unix.Close(s.lfd)
-		s.reserveMu.Lock()
-		if s.reserve >= 0 {
-			unix.Close(s.reserve)
-			s.reserve = -1
-		}
-		s.reserveMu.Unlock()
+		s.reserve.Close()
 		close(s.unlistened)
 	}
 }

@@ -289,9 +289,9 @@ func (l *sloop) accept() {
 		return
 	}
 	for range 64 {
-		locked := l.s.lockFDs()
+		locked := l.s.reserve.Lock()
 		fd, raddr, errno := rawsys.Accept(l.s.lfd)
-		l.s.unlockFDs(locked)
+		l.s.reserve.Unlock(locked)
 		switch errno {
 		case 0:
 		case unix.EAGAIN, unix.EINVAL: // EINVAL: StopAccepting shut the listener
@@ -329,22 +329,23 @@ func (l *sloop) accept() {
 // there was no reserve to give up.
 func (l *sloop) shed(cause unix.Errno) bool {
 	s := l.s
-	s.atLimit.Store(true)
-	s.reserveMu.Lock()
-	defer s.reserveMu.Unlock()
-	if s.reserve < 0 && !s.takeReserveLocked() {
+	var raddr netip.AddrPort
+	var errno syscall.Errno
+	shed := func() { // closed before the reserve is taken back, which needs its number
+		var fd int
+		if fd, raddr, errno = rawsys.Accept(s.lfd); errno == 0 {
+			unix.Close(fd)
+		}
+	}
+	if !s.reserve.Shed(shed) {
 		return false
 	}
-	unix.Close(s.reserve)
-	fd, raddr, errno := rawsys.Accept(s.lfd)
 	if errno == 0 {
-		unix.Close(fd)
 		if s.OnReject != nil {
 			s.OnReject(clientAddr(raddr, s.family), &net.OpError{Op: "accept", Net: s.laddr.Network(), Addr: s.laddr,
 				Err: os.NewSyscallError("accept4", cause)})
 		}
 	}
-	s.takeReserveLocked()
 	// EAGAIN: another loop took it; the next accept says so.
 	return errno == 0 || errno == unix.EAGAIN || errno == unix.EINTR || errno == unix.ECONNABORTED
 }
@@ -417,9 +418,9 @@ func (l *sloop) getPipe() ([2]int, error) {
 		return p, nil
 	}
 	var fds [2]int
-	locked := l.s.lockFDs()
+	locked := l.s.reserve.Lock()
 	err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC)
-	l.s.unlockFDs(locked)
+	l.s.reserve.Unlock(locked)
 	if err != nil {
 		return fds, err
 	}

@@ -73,9 +73,9 @@ func (l *sloop) startPair(cfd int, raddr netip.AddrPort) {
 	s := l.s
 	p := &spair{id: s.lastID.Add(1), fd: [2]int{cfd, -1}, client: raddr, opened: l.now, active: l.now}
 	l.add(p)
-	locked := s.lockFDs()
+	locked := s.reserve.Lock()
 	tfd, err := unix.Socket(s.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	s.unlockFDs(locked)
+	s.reserve.Unlock(locked)
 	if err != nil {
 		l.dialFailed(p, err)
 		return
@@ -445,6 +445,7 @@ func (l *sloop) closePair(p *spair, resetClient, resetTarget bool) {
 			x.piped = false
 		}
 	}
+	l.s.reserve.Refill() // if it was lost at the limit, these fds' numbers make a new one
 	l.pairs[p.slot] = nil
 	l.free = append(l.free, p.slot)
 	l.n--
